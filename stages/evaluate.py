@@ -1,0 +1,109 @@
+"""Score the fine-tuned model: data/model + data/tokenized -> metrics/eval.json, test.json,
+confusion.csv (validation, for the confusion plot) and test_predictions.tsv (GLUE submission format)."""
+
+import numpy as np
+import torch
+from datasets import Dataset, load_from_disk
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+)
+
+from stages.common import (
+    METRICS,
+    MODEL,
+    TOKENIZED,
+    bf16_supported,
+    choose_precision,
+    write_json,
+    write_text_atomic,
+)
+from stages.metric import ClassificationMetrics
+from stages.params import Params, load_params
+
+EVAL_METRICS = METRICS / "eval.json"
+TEST_METRICS = METRICS / "test.json"
+CONFUSION = METRICS / "confusion.csv"
+PREDICTIONS = METRICS / "test_predictions.tsv"
+
+
+def eval_args(p: Params, precision: str) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir="data/checkpoints",
+        per_device_eval_batch_size=p.eval_batch_size,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=False,
+        report_to="none",
+    )
+
+
+def score(logits: np.ndarray, labels: np.ndarray) -> dict:
+    """Metrics through evaluate's add_batch/compute, plus the mean cross-entropy loss."""
+    metric = ClassificationMetrics(keep_in_memory=True)
+    predictions = logits.argmax(-1)
+    for start in range(0, len(labels), 1024):  # the way a streaming evaluation feeds it
+        metric.add_batch(
+            predictions=predictions[start : start + 1024], references=labels[start : start + 1024]
+        )
+    result = metric.compute(num_labels=logits.shape[-1])
+    loss = torch.nn.functional.cross_entropy(
+        torch.from_numpy(logits).float(), torch.from_numpy(labels).long()
+    )
+    return {**result, "loss": float(loss)}
+
+
+def confusion_csv(predictions: np.ndarray, labels: np.ndarray, names: list[str]) -> str:
+    rows = [f"{names[r]},{names[p]}" for p, r in zip(predictions, labels, strict=True)]
+    return "\n".join(["actual,predicted", *rows]) + "\n"
+
+
+def predictions_tsv(indices: list[int], predictions: np.ndarray) -> str:
+    return (
+        "\n".join(["index\tprediction", *(f"{i}\t{p}" for i, p in zip(indices, predictions, strict=True))])
+        + "\n"
+    )
+
+
+def predict(trainer: Trainer, split: Dataset) -> np.ndarray:
+    columns = [c for c in split.column_names if c not in ("idx", "label")]
+    logits = trainer.predict(split.select_columns(columns)).predictions
+    return logits[0] if isinstance(logits, tuple) else logits
+
+
+def main() -> None:
+    p = load_params()
+    precision = choose_precision(p.precision, torch.cuda.is_available(), bf16_supported())
+    data = load_from_disk(str(TOKENIZED))
+    model = AutoModelForSequenceClassification.from_pretrained(MODEL, use_safetensors=True)
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    trainer = Trainer(
+        model=model,
+        args=eval_args(p, precision),
+        data_collator=DataCollatorWithPadding(AutoTokenizer.from_pretrained(MODEL)),
+    )
+
+    val = data["validation"]
+    val_logits = predict(trainer, val)
+    val_labels = np.array(val["label"])
+    val_metrics = score(val_logits, val_labels)
+    write_json(EVAL_METRICS, val_metrics)
+    write_text_atomic(CONFUSION, confusion_csv(val_logits.argmax(-1), val_labels, names))
+
+    test = data["test"] if "test" in data else None
+    test_logits = predict(trainer, test) if test is not None else np.zeros((0, len(names)))
+    test_metrics = {"pairs": len(test_logits)}
+    if test is not None and "label" in test.column_names:
+        test_metrics.update(score(test_logits, np.array(test["label"])))
+    write_json(TEST_METRICS, test_metrics)
+    indices = test["idx"] if test is not None else []
+    write_text_atomic(PREDICTIONS, predictions_tsv(indices, test_logits.argmax(-1)))
+    print("evaluate: validation " + ", ".join(f"{k} {v:.4f}" for k, v in val_metrics.items()))
+
+
+if __name__ == "__main__":
+    main()

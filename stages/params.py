@@ -1,0 +1,142 @@
+"""Load params.yaml into a typed, checked object.
+
+DVC writes `-S lr=3e-5` as `3e-05`, which YAML 1.1 (PyYAML) reads as a string, so every value is
+converted to its declared type here, and every bad value fails at once with the key's name.
+"""
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PARAMS_FILE = Path("params.yaml")
+
+SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class ParamsError(ValueError):
+    """A value in params.yaml is missing, unknown or out of range."""
+
+
+@dataclass(frozen=True)
+class Params:
+    dataset: str
+    subset: str | None
+    model: str
+    max_length: int
+    max_train_samples: int | None
+    max_eval_samples: int | None
+    lr: float
+    epochs: int
+    batch_size: int
+    eval_batch_size: int
+    weight_decay: float
+    warmup: float
+    lr_scheduler: str
+    grad_accum: int
+    max_grad_norm: float
+    seed: int
+    precision: str
+    logging_steps: int
+    group_by_length: bool
+    freeze_embeddings: bool
+
+
+# (check, what a good value looks like) per key; keys not listed take any value of their type.
+RULES = {
+    "dataset": (lambda v: v.strip() != "", "a Hub dataset id or a local folder"),
+    "model": (lambda v: v.strip() != "", "a Hub model id or a local folder"),
+    "max_length": (lambda v: 8 <= v <= 8192, "an integer from 8 to 8192"),
+    "max_train_samples": (lambda v: v is None or v > 0, "null or a positive integer"),
+    "max_eval_samples": (lambda v: v is None or v > 0, "null or a positive integer"),
+    "lr": (lambda v: 0 < v < 1, "a float in (0, 1), e.g. 5e-5"),
+    "epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "eval_batch_size": (lambda v: v >= 1, "an integer >= 1"),
+    "weight_decay": (lambda v: 0 <= v < 1, "a float in [0, 1)"),
+    "warmup": (lambda v: v >= 0, "a fraction of steps below 1, or a step count >= 1"),
+    "lr_scheduler": (lambda v: v in SCHEDULERS, f"one of {', '.join(SCHEDULERS)}"),
+    "grad_accum": (lambda v: v >= 1, "an integer >= 1"),
+    "max_grad_norm": (lambda v: v >= 0, "a float >= 0 (0 turns clipping off)"),
+    "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+    "logging_steps": (lambda v: v >= 1, "an integer >= 1"),
+}
+
+
+def _convert(key: str, value: Any, kind: Any) -> Any:
+    optional = kind in (int | None, str | None)
+    if value is None:
+        if optional:
+            return None
+        raise ParamsError(f"params.yaml: '{key}' is empty; set it to a value.")
+    base = {int | None: int, str | None: str}.get(kind, kind)
+    if base is str:
+        return str(value)
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "false"):  # `-S group_by_length=false` as written by DVC
+            return str(value).lower() == "true"
+        raise ParamsError(f"params.yaml: '{key}: {value}' must be true or false.")
+    if isinstance(value, bool):  # YAML `yes`/`true`: never a number here
+        raise ParamsError(f"params.yaml: '{key}: {value}' is a boolean; expected {base.__name__}.")
+    try:
+        number = float(value)  # accepts '3e-05', '1e-4', '.5', 5
+    except (TypeError, ValueError):
+        raise ParamsError(
+            f"params.yaml: '{key}: {value}' is not a number; expected {base.__name__}."
+        ) from None
+    if not math.isfinite(number):
+        raise ParamsError(f"params.yaml: '{key}: {value}' is not a finite number.")
+    if base is int:
+        if number != int(number):
+            raise ParamsError(f"params.yaml: '{key}: {value}' must be a whole number.")
+        return int(number)
+    return number
+
+
+def parse_params(raw: dict[str, Any]) -> Params:
+    """Check and convert a dict read from params.yaml; raise ParamsError naming the bad key."""
+    if not isinstance(raw, dict):
+        raise ParamsError("params.yaml must be a mapping of key: value lines.")
+    known = {f.name: f.type for f in fields(Params)}
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ParamsError(f"params.yaml: unknown key '{key}'.{hint}")
+    missing = [k for k in known if k not in raw]
+    if missing:
+        raise ParamsError(f"params.yaml: missing key(s) {', '.join(missing)}.")
+    values = {k: _convert(k, raw[k], kind) for k, kind in known.items()}
+    for key, (ok, expected) in RULES.items():
+        if not ok(values[key]):
+            raise ParamsError(f"params.yaml: '{key}: {raw[key]}' is out of range; expected {expected}.")
+    return Params(**values)
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    if not path.exists():
+        raise ParamsError(f"{path} not found: run the stages from the repository root.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path} is not valid YAML: {e}") from None
+    return parse_params(raw or {})
+
+
+def as_dict(p: Params) -> dict[str, Any]:
+    return dataclasses.asdict(p)

@@ -1,0 +1,43 @@
+"""Tokenize sentence pairs: data/raw + data/pretrained tokenizer -> data/tokenized."""
+
+from datasets import DatasetDict, load_from_disk
+from transformers import AutoTokenizer
+
+from stages.common import PRETRAINED, RAW, TOKENIZED, StageError, atomic_dir
+from stages.params import load_params
+
+
+def cut(data: DatasetDict, max_train: int | None, max_eval: int | None) -> DatasetDict:
+    """Keep the first N pairs of each split (train: max_train; validation and test: max_eval)."""
+    limits = {"train": max_train, "validation": max_eval, "test": max_eval}
+    return DatasetDict(
+        {s: ds.select(range(min(len(ds), limits[s]))) if limits.get(s) else ds for s, ds in data.items()}
+    )
+
+
+def tokenize(data: DatasetDict, tokenizer, max_length: int) -> DatasetDict:
+    def encode(batch: dict) -> dict:
+        # No padding here: batches are padded to their own longest row at train time.
+        return tokenizer(batch["sentence1"], batch["sentence2"], truncation=True, max_length=max_length)
+
+    return data.map(encode, batched=True, remove_columns=["sentence1", "sentence2"], desc="tokenize")
+
+
+def check_max_length(max_length: int, tokenizer) -> None:
+    limit = tokenizer.model_max_length
+    if limit and limit < 10**6 and max_length > limit:
+        raise StageError(f"max_length: {max_length} exceeds this model's limit of {limit} tokens; lower it.")
+
+
+def main() -> None:
+    p = load_params()
+    tokenizer = AutoTokenizer.from_pretrained(PRETRAINED)
+    check_max_length(p.max_length, tokenizer)
+    data = cut(load_from_disk(str(RAW)), p.max_train_samples, p.max_eval_samples)
+    with atomic_dir(TOKENIZED) as tmp:
+        tokenize(data, tokenizer, p.max_length).save_to_disk(str(tmp))
+    print(f"tokenize: {dict((s, len(d)) for s, d in data.items())}, max_length {p.max_length}")
+
+
+if __name__ == "__main__":
+    main()

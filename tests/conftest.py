@@ -1,0 +1,144 @@
+"""Shared fixtures: hand-written MRPC files with the real traps, a tiny random BERT, a temp DVC repo."""
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_MRPC = ROOT.parent / "shared" / "mrpc"
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never reach for the Hub
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+BOM = "\ufeff"
+LABELED_HEADER = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"
+TEST_HEADER = "index\t#1 ID\t#2 ID\t#1 String\t#2 String"
+
+# Six rows in the MRPC style, with the traps: unbalanced quotes, a quote at a field's start.
+ROWS = [
+    ("1", "702876", "702977", 'He called him " the witness .', 'He referred to him as " the witness .'),
+    (
+        "0",
+        "2108705",
+        "2108831",
+        "Yucaipa owned Dominick 's in 1998 .",
+        "Yucaipa bought Dominick 's in 1995 .",
+    ),
+    ("1", "1330381", "1330521", '" We are pleased , " he said .', "He said they were pleased ."),
+    ("0", "3344667", "3344648", "Shares fell 5 % on Monday .", 'Shares rose " sharply on Tuesday .'),
+    ("1", "1236820", "1236712", "The bank cut rates .", "Rates were cut by the bank ."),
+    ("0", "738533", "737951", "It rained in Paris .", "Sales grew in Tokyo ."),
+]
+
+
+def tsv(header: str, rows: list[tuple], bom: bool = False) -> str:
+    return (BOM if bom else "") + "\n".join([header, *("\t".join(r) for r in rows)]) + "\n"
+
+
+def synthetic_rows(n: int, seed: int) -> list[tuple]:
+    """Paraphrase-like pairs a tiny model can learn a little from: label 1 pairs share words."""
+    rng = random.Random(seed)
+    words = "bank rates cut shares fell rose market company said year profit sales city team".split()
+    rows = []
+    for i in range(n):
+        a = rng.sample(words, 6)
+        label = i % 2
+        b = a[:4] + rng.sample(words, 2) if label else rng.sample(words, 6)
+        quote = ' "' if i % 5 == 0 else ""  # unbalanced quotes, as in MRPC
+        rows.append(
+            (str(label), str(1000 + i), str(5000 + i), " ".join(a) + quote + " .", " ".join(b) + " .")
+        )
+    return rows
+
+
+def write_mrpc(folder: Path, n_train: int = 48, n_dev: int = 16, n_test: int = 12) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.tsv").write_text(tsv(LABELED_HEADER, synthetic_rows(n_train, 1), bom=True))
+    (folder / "dev.tsv").write_text(tsv(LABELED_HEADER, synthetic_rows(n_dev, 2)))
+    test_rows = [(str(i), *r[1:]) for i, r in enumerate(synthetic_rows(n_test, 3))]
+    (folder / "test.tsv").write_text(tsv(TEST_HEADER, test_rows))
+    return folder
+
+
+@pytest.fixture
+def mrpc_dir(tmp_path: Path) -> Path:
+    return write_mrpc(tmp_path / "mrpc")
+
+
+def build_tiny_model(folder: Path) -> Path:
+    """A randomly initialised 2-layer BERT with the default model's tokenizer, saved as safetensors."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from stages.download import model_source
+
+    tokenizer = AutoTokenizer.from_pretrained(model_source("sentence-transformers/all-MiniLM-L6-v2"))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-bert")
+
+
+def tool_env() -> dict:
+    """Environment for the dvc CLI: this venv's python first on PATH, so stages run with it."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def make_repo(dest: Path, params: dict) -> Path:
+    """A git + DVC repo holding this project's pipeline, with params overridden for tiny runs."""
+    import yaml
+
+    dest.mkdir(parents=True)
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, dest / name)
+    shutil.copytree(ROOT / "stages", dest / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / ".gitignore", dest / ".gitignore")
+    values = yaml.safe_load((dest / "params.yaml").read_text())
+    values.update(params)
+    (dest / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    run(["git", "init", "-q"], dest)
+    run(["git", "config", "user.email", "ci@example.com"], dest)
+    run(["git", "config", "user.name", "CI"], dest)
+    run(["dvc", "init", "-q"], dest)
+    run(["dvc", "config", "core.analytics", "false"], dest)
+    run(["git", "add", "-A"], dest)
+    run(["git", "commit", "-qm", "pipeline"], dest)
+    return dest
+
+
+TINY_TRAIN = {
+    "epochs": 2,
+    "batch_size": 8,
+    "eval_batch_size": 16,
+    "logging_steps": 2,
+    "max_length": 32,
+    "lr": 1e-3,
+}

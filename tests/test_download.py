@@ -1,0 +1,140 @@
+"""MRPC TSV parsing and local-folder loading on hand-written rows with the real traps."""
+
+import pytest
+
+from stages.common import StageError
+from stages.download import (
+    copy_checkpoint,
+    decode_utf8,
+    find_split_files,
+    load_local,
+    parse_mrpc_tsv,
+)
+from tests.conftest import LABELED_HEADER, ROWS, SHARED_MRPC, TEST_HEADER, tsv
+
+
+def test_bom_and_unbalanced_quotes_keep_every_row():
+    text = tsv(LABELED_HEADER, ROWS, bom=True)
+    cols = parse_mrpc_tsv(decode_utf8(text.encode(), "train.tsv"), "train.tsv")
+    assert len(cols["sentence1"]) == len(ROWS)  # a quoting CSV reader merges rows here
+    assert cols["sentence1"][0] == 'He called him " the witness .'
+    assert cols["sentence1"][2].startswith('" We are pleased')
+    assert cols["label"] == [1, 0, 1, 0, 1, 0]
+
+
+def test_test_split_keeps_its_index_and_has_no_label():
+    rows = [("7", *r[1:]) for r in ROWS[:2]]
+    cols = parse_mrpc_tsv(tsv(TEST_HEADER, rows), "test.tsv")
+    assert cols["idx"] == [7, 7] and "label" not in cols
+
+
+def test_windows_line_endings():
+    text = tsv(LABELED_HEADER, ROWS).replace("\n", "\r\n")
+    assert parse_mrpc_tsv(text, "t")["sentence2"][5] == "Sales grew in Tokyo ."
+
+
+def test_missing_column_names_the_line():
+    rows = [*ROWS[:3], ROWS[3][:4]]
+    with pytest.raises(StageError, match=r"t.tsv:5: 4 tab-separated fields, expected 5"):
+        parse_mrpc_tsv(tsv(LABELED_HEADER, rows), "t.tsv")
+
+
+def test_bad_label():
+    rows = [("2", *ROWS[0][1:]), *ROWS[1:]]
+    with pytest.raises(StageError, match=r"label '2' is not 0 or 1"):
+        parse_mrpc_tsv(tsv(LABELED_HEADER, rows), "t.tsv")
+
+
+def test_wrong_header():
+    with pytest.raises(StageError, match="not MRPC's"):
+        parse_mrpc_tsv(tsv("a\tb\tc\td\te", ROWS), "t.tsv")
+
+
+def test_empty_file_and_header_only():
+    with pytest.raises(StageError, match="empty"):
+        parse_mrpc_tsv("", "t.tsv")
+    with pytest.raises(StageError, match="no rows"):
+        parse_mrpc_tsv(LABELED_HEADER + "\n", "t.tsv")
+
+
+def test_empty_sentence_and_duplicate_ids():
+    with pytest.raises(StageError, match="empty sentence2"):
+        parse_mrpc_tsv(tsv(LABELED_HEADER, [*ROWS, ("1", "9", "9", "x .", " ")]), "t.tsv")
+    with pytest.raises(StageError, match="duplicate sentence-pair ID"):
+        parse_mrpc_tsv(tsv(LABELED_HEADER, [*ROWS, ROWS[0]]), "t.tsv")
+
+
+def test_other_encoding_is_named():
+    with pytest.raises(StageError, match="not UTF-8.*iconv"):
+        decode_utf8("Café".encode("latin-1"), "train.tsv")
+
+
+def test_local_folder_in_glue_layout(tmp_path):
+    (tmp_path / "train.tsv").write_text(tsv(LABELED_HEADER, ROWS, bom=True))
+    (tmp_path / "dev.tsv").write_text(tsv(LABELED_HEADER, ROWS[:4]))
+    (tmp_path / "test.tsv").write_text(tsv(TEST_HEADER, [(str(i), *r[1:]) for i, r in enumerate(ROWS)]))
+    data = load_local(tmp_path)
+    assert {s: len(d) for s, d in data.items()} == {"train": 6, "validation": 4, "test": 6}
+    assert data["train"].features["label"].names == ["not_equivalent", "equivalent"]
+    assert "label" not in data["test"].column_names
+
+
+def test_missing_split_file(tmp_path):
+    (tmp_path / "train.tsv").write_text(tsv(LABELED_HEADER, ROWS))
+    with pytest.raises(StageError, match="no validation file"):
+        find_split_files(tmp_path)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(StageError, match="does not exist"):
+        load_local(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("ext", ["csv", "jsonl", "parquet"])
+def test_generic_files_with_sentence_columns(tmp_path, ext):
+    import pandas as pd
+
+    frame = pd.DataFrame({"sentence1": ["a b", 'c " d'], "sentence2": ["b a", "d c"], "label": [1, 0]})
+    for split in ("train", "validation"):
+        path = tmp_path / f"{split}.{ext}"
+        if ext == "csv":
+            frame.to_csv(path, index=False)
+        elif ext == "jsonl":
+            frame.to_json(path, orient="records", lines=True)
+        else:
+            frame.to_parquet(path)
+    data = load_local(tmp_path)
+    assert data["train"]["sentence1"] == ["a b", 'c " d'] and data["validation"]["label"] == [1, 0]
+
+
+def test_generic_file_missing_column_and_bad_label(tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"sentence1": ["a"], "label": [1]}).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame({"sentence1": ["a"], "sentence2": ["b"], "label": [1]}).to_csv(
+        tmp_path / "dev.csv", index=False
+    )
+    with pytest.raises(StageError, match=r"missing column\(s\) \['sentence2'\]"):
+        load_local(tmp_path)
+    pd.DataFrame({"sentence1": ["a", "b"], "sentence2": ["b", "c"], "label": [0, 1]}).to_csv(
+        tmp_path / "train.csv", index=False
+    )
+    pd.DataFrame({"sentence1": ["a"], "sentence2": ["b"], "label": [5]}).to_csv(
+        tmp_path / "dev.csv", index=False
+    )
+    with pytest.raises(StageError, match=r"label\(s\) \[5\] outside the label set"):
+        load_local(tmp_path)
+
+
+def test_checkpoint_without_safetensors_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(StageError, match="no model.safetensors.*pytorch_model.bin"):
+        copy_checkpoint(tmp_path, tmp_path / "out")
+
+
+@pytest.mark.skipif(not SHARED_MRPC.exists(), reason="../shared/mrpc is absent")
+def test_real_mrpc_row_counts():
+    data = load_local(SHARED_MRPC)
+    assert {s: len(d) for s, d in data.items()} == {"train": 3667, "validation": 408, "test": 1725}
+    assert sum(data["train"]["label"]) == 2473 and sum(data["validation"]["label"]) == 279

@@ -1,0 +1,43 @@
+import random
+
+import pytest
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+from stages.metric import ClassificationMetrics, classification_metrics
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_binary_metrics_match_sklearn(seed):
+    rng = random.Random(seed)
+    refs = [rng.randint(0, 1) for _ in range(200)]
+    preds = [r if rng.random() < 0.7 else 1 - r for r in refs]
+    got = classification_metrics(preds, refs)
+    assert got["accuracy"] == pytest.approx(accuracy_score(refs, preds))
+    assert got["f1"] == pytest.approx(f1_score(refs, preds))
+    assert got["precision"] == pytest.approx(precision_score(refs, preds))
+    assert got["recall"] == pytest.approx(recall_score(refs, preds))
+
+
+def test_multiclass_is_macro_averaged_like_sklearn():
+    rng = random.Random(3)
+    refs = [rng.randint(0, 2) for _ in range(150)]
+    preds = [r if rng.random() < 0.6 else rng.randint(0, 2) for r in refs]
+    got = classification_metrics(preds, refs, num_labels=3)
+    assert got["f1"] == pytest.approx(f1_score(refs, preds, average="macro"))
+    assert got["precision"] == pytest.approx(precision_score(refs, preds, average="macro"))
+
+
+def test_add_batch_then_compute_equals_one_shot():
+    refs = [0, 1, 1, 0, 1, 1, 0, 0]
+    preds = [0, 1, 0, 0, 1, 1, 1, 0]
+    metric = ClassificationMetrics(keep_in_memory=True)
+    for i in range(0, 8, 3):
+        metric.add_batch(predictions=preds[i : i + 3], references=refs[i : i + 3])
+    assert metric.compute() == classification_metrics(preds, refs)
+
+
+def test_one_class_predictions_on_mrpc_dev_balance():
+    # Predicting "paraphrase" for all of MRPC dev (279 of 408 positive) gives acc 68.4, F1 81.2.
+    refs = [1] * 279 + [0] * 129
+    got = classification_metrics([1] * 408, refs)
+    assert round(got["accuracy"] * 100, 1) == 68.4 and round(got["f1"] * 100, 1) == 81.2
