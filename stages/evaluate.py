@@ -88,14 +88,16 @@ def main() -> None:
     )
 
     val = data["validation"]
-    val_logits = predict(trainer, val)
+    val_logits = predict(trainer, val)  # gathered from all processes under a distributed launcher
+    test = data["test"] if "test" in data else None
+    test_logits = predict(trainer, test) if test is not None else np.zeros((0, len(names)))
+    if not trainer.is_world_process_zero():
+        return
     val_labels = np.array(val["label"])
     val_metrics = score(val_logits, val_labels)
     write_json(EVAL_METRICS, val_metrics)
     write_text_atomic(CONFUSION, confusion_csv(val_logits.argmax(-1), val_labels, names))
 
-    test = data["test"] if "test" in data else None
-    test_logits = predict(trainer, test) if test is not None else np.zeros((0, len(names)))
     test_metrics = {"pairs": len(test_logits)}
     if test is not None and "label" in test.column_names:
         test_metrics.update(score(test_logits, np.array(test["label"])))

@@ -25,6 +25,9 @@ SCHEDULERS = (
     "inverse_sqrt",
 )
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ENGINES = ("trainer", "accelerate")
+BEST_METRICS = ("f1", "accuracy", "loss")
+LAUNCHERS = ("python", "accelerate", "torchrun")
 
 
 class ParamsError(ValueError):
@@ -53,6 +56,10 @@ class Params:
     logging_steps: int
     group_by_length: bool
     freeze_embeddings: bool
+    engine: str
+    early_stopping_patience: int
+    metric_for_best_model: str
+    launcher: str
 
 
 # (check, what a good value looks like) per key; keys not listed take any value of their type.
@@ -73,6 +80,13 @@ RULES = {
     "max_grad_norm": (lambda v: v >= 0, "a float >= 0 (0 turns clipping off)"),
     "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
     "logging_steps": (lambda v: v >= 1, "an integer >= 1"),
+    "engine": (lambda v: v in ENGINES, f"one of {', '.join(ENGINES)}"),
+    "early_stopping_patience": (lambda v: v >= 0, "an integer >= 0 (0 turns early stopping off)"),
+    "metric_for_best_model": (lambda v: v in BEST_METRICS, f"one of {', '.join(BEST_METRICS)}"),
+    "launcher": (
+        lambda v: v.split()[0] in LAUNCHERS if v.strip() else False,
+        "a command starting with python, accelerate or torchrun, e.g. 'torchrun --nproc_per_node 2'",
+    ),
 }
 
 

@@ -1,0 +1,346 @@
+"""Read a run's learning curves and name what went wrong: overfitting, underfitting, instability, collapse.
+
+Pure functions on the rows that stages/train.py `curves()` produces (train: step, epoch, train_loss,
+lr per logging step; validation: step, epoch, val_loss, val_accuracy, val_f1 per epoch), so every
+check is unit-testable without a model. `diagnose()` returns a JSON-ready dict whose flat keys become
+`dvc exp show` columns; `format_report()` turns it into a few lines to print at the end of a run.
+
+Values may be numbers or strings (rows read back from the TSV curves); anything unreadable is NaN.
+The thresholds assume a binary task scored by cross-entropy in nats, as GLUE MRPC is.
+"""
+
+import math
+from collections.abc import Mapping, Sequence
+from statistics import mean, median
+from typing import Any, NamedTuple
+
+Row = Mapping[str, Any]
+
+# --- overfitting -------------------------------------------------------------------------------
+# Validation loss on MRPC's 408 dev pairs moves a few percent between epochs by chance; a rise of
+# more than 10% above its best value is beyond that noise.
+OVERFIT_VAL_RISE = 0.10
+# Over the same epochs the train loss must still fall by 10%: a val loss that rises while the train
+# loss is flat is not the model memorising its training set (more likely a schedule or data issue).
+OVERFIT_TRAIN_FALL = 0.10
+
+# --- underfitting ------------------------------------------------------------------------------
+# ln 2 = 0.693 is a coin flip's loss, and always answering with MRPC's label prior (68% positive)
+# scores its entropy, 0.627. A final train loss above 0.6 means little was learned beyond the prior.
+UNDERFIT_LOSS = 0.60
+# A train loss that ends less than 10% below where it started has plateaued from the first steps.
+UNDERFIT_MIN_DROP = 0.10
+
+# One logged train loss averages only `logging_steps` batches, so "the loss at some point" is the
+# median of up to this many logged values: the median ignores a lone spike (reported as instability).
+SMOOTH_WINDOW = 5
+
+# --- instability -------------------------------------------------------------------------------
+# Only the second half is searched: early on the loss moves fast by design (fresh head, warmup),
+# whereas late spikes mean the optimiser cannot settle.
+SPIKE_FACTOR = 2.0  # a logged loss above twice the median of the ...
+RUNNING_WINDOW = 10  # ... this many logged values before it
+# Swings smaller than this are batch noise, not instability: one confidently wrong pair in a logging
+# window of 32 adds ~0.15 nats, and near the end a loss of 0.02 can double without anything wrong.
+MIN_SWING = 0.2
+# Oscillation: the mean step-to-step change exceeds half the loss level (and MIN_SWING), and the
+# direction flips at least every other step. Independent noise flips ~2/3 of the time, so the sign
+# test only rules out steep monotone moves; the amplitude does the real work.
+OSC_AMPLITUDE = 0.5
+OSC_SIGN_CHANGES = 0.5
+
+# --- collapse ----------------------------------------------------------------------------------
+# 99% rather than 100%: four pairs of MRPC's 408 on the other side is still a one-class model.
+COLLAPSE_SHARE = 0.99
+# Half a point: one pair of 408 moves accuracy by 0.25 pt, and logged metrics may be rounded.
+COLLAPSE_TOL = 0.005
+
+# Above this, BERT-style fine-tuning tends to diverge or collapse; 2e-5..5e-5 is the usual range.
+HIGH_LR = 1e-4
+GOOD_LR = "2e-5..5e-5"
+
+# Verdict order: most serious first, since one cause often explains the next (a collapsed model's
+# loss also sits flat at the prior, so it looks underfit too).
+PATTERNS = ("collapsed", "unstable", "underfitting", "overfitting")
+
+
+class Finding(NamedTuple):
+    """One check's result. Evidence may be set without a flag: a note that the check could not run."""
+
+    flagged: bool
+    evidence: str | None = None
+    suggestion: str | None = None
+
+
+# --- small helpers -----------------------------------------------------------------------------
+
+
+def _num(value: Any) -> float:
+    """A float from a number or a TSV string; NaN for anything missing or unreadable."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _column(rows: Sequence[Row], key: str) -> list[float]:
+    return [_num(r.get(key)) for r in rows]
+
+
+def _finite(values: Sequence[float]) -> list[float]:
+    return [v for v in values if math.isfinite(v)]
+
+
+def _fmt(x: float) -> str:
+    # Two decimals reads best for losses and scores; tiny values keep two significant digits instead.
+    return f"{x:.2f}" if x == 0 or abs(x) >= 0.01 else f"{x:.2g}"
+
+
+def _lr_text(lr: float) -> str:
+    """Learning rates as params.yaml users write them: 1e-2, 3.5e-5 (not 0.01, 3.5e-05)."""
+    if not math.isfinite(lr) or lr <= 0:
+        return "unknown" if not math.isfinite(lr) else f"{lr:g}"
+    mantissa, exponent = f"{lr:.1e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def _where(row: Row) -> str:
+    return f"step {row.get('step', '?')} (epoch {_num(row.get('epoch')):g})"
+
+
+def peak_lr(train_rows: Sequence[Row]) -> float:
+    """The highest logged learning rate (NaN if none): the scheduler's peak, up to logging granularity."""
+    lrs = _finite(_column(train_rows, "lr"))
+    return max(lrs) if lrs else math.nan
+
+
+def train_loss_at(train_rows: Sequence[Row], epoch: float) -> float:
+    """Smoothed train loss over the logging steps up to `epoch` (NaN if none were logged by then)."""
+    upto = [_num(r.get("train_loss")) for r in train_rows if _num(r.get("epoch")) <= epoch + 1e-6]
+    recent = _finite(upto)[-SMOOTH_WINDOW:]
+    return median(recent) if recent else math.nan
+
+
+# --- overfitting -------------------------------------------------------------------------------
+
+
+def _val_points(val_rows: Sequence[Row]) -> list[tuple[float, float, float]]:
+    """(epoch, val_loss, val_f1) per epoch with a finite loss, in logged order."""
+    columns = (_column(val_rows, key) for key in ("epoch", "val_loss", "val_f1"))
+    points = zip(*columns, strict=True)
+    return [p for p in points if math.isfinite(p[1])]
+
+
+def check_overfitting(train_rows: Sequence[Row], val_rows: Sequence[Row]) -> Finding:
+    """Validation loss ends well above its best epoch while the train loss keeps falling."""
+    points = _val_points(val_rows)
+    if len(points) < 2:
+        n = "no validation epoch" if not points else f"only one validation epoch (epoch {points[0][0]:g})"
+        return Finding(False, f"{n}: overfitting needs two epochs to compare")
+    (best_epoch, best, best_f1), (last_epoch, last, last_f1) = min(points, key=lambda p: p[1]), points[-1]
+    if best_epoch >= last_epoch or last <= best * (1 + OVERFIT_VAL_RISE):
+        return Finding(False)
+    rose = f"val loss rose from {_fmt(best)} (epoch {best_epoch:g}) to {_fmt(last)} (epoch {last_epoch:g})"
+    t_best, t_last = train_loss_at(train_rows, best_epoch), train_loss_at(train_rows, last_epoch)
+    train = f"train loss {_fmt(t_best)} -> {_fmt(t_last)}"
+    if not t_last < t_best * (1 - OVERFIT_TRAIN_FALL):  # also true when either is NaN (no train rows)
+        return Finding(False, f"{rose}, but the train loss did not keep falling ({train}): not overfitting")
+    evidence = f"{rose} while train loss fell from {_fmt(t_best)} to {_fmt(t_last)}"
+    suggestion = (
+        f"stop at the best epoch (epochs: {math.ceil(best_epoch)}) or add early_stopping_patience: 1;"
+        " or raise weight_decay (e.g. 0.1)"
+    )
+    if math.isfinite(best_f1) and math.isfinite(last_f1) and last_f1 >= best_f1:
+        # MRPC often shows this: the model grows overconfident (loss up) while it still ranks better.
+        evidence += f"; val F1 still went {_fmt(best_f1)} -> {_fmt(last_f1)}"
+        suggestion += "; F1 still improved, so select the checkpoint by F1 rather than by loss"
+    return Finding(True, evidence, suggestion)
+
+
+# --- underfitting ------------------------------------------------------------------------------
+
+
+def _raise_lr_or_epochs(train_rows: Sequence[Row]) -> str:
+    lr = peak_lr(train_rows)
+    if math.isfinite(lr) and lr > HIGH_LR:
+        # Raising an already too-high lr makes things worse: at this size it stops learning, not crawls.
+        return f"lower lr: peak lr {_lr_text(lr)} is too high to learn, not too low; try {GOOD_LR}"
+    epochs = _finite(_column(train_rows, "epoch"))
+    now = f" (now {math.ceil(max(epochs))})" if epochs else ""
+    return f"raise lr (peak {_lr_text(lr)}; up to 5e-5) or epochs{now}; check warmup is not most of the run"
+
+
+def check_underfitting(train_rows: Sequence[Row]) -> Finding:
+    """Train loss ends near the label-prior level, or barely moves from where it started."""
+    losses = _finite(_column(train_rows, "train_loss"))
+    if not losses:
+        return Finding(False, "no finite train loss logged: underfitting cannot be judged")
+    window = max(1, min(SMOOTH_WINDOW, len(losses) // 2))  # start and end windows never overlap
+    start, end = median(losses[:window]), median(losses[-window:])
+    if end > UNDERFIT_LOSS:
+        why = f"final train loss {_fmt(end)} stays above {UNDERFIT_LOSS} (ln 2 = 0.69 is a coin flip)"
+    elif len(losses) >= 2 and end > start * (1 - UNDERFIT_MIN_DROP):
+        why = f"train loss plateaued: {_fmt(start)} at the start, {_fmt(end)} at the end"
+    else:
+        return Finding(False)
+    return Finding(True, f"{why}, over {len(losses)} logged steps", _raise_lr_or_epochs(train_rows))
+
+
+# --- instability -------------------------------------------------------------------------------
+
+
+def find_spikes(losses: Sequence[float]) -> list[tuple[int, float, float]]:
+    """(index, loss, running median) for each second-half loss far above the median just before it."""
+    spikes = []
+    for i in range(max(len(losses) // 2, 3), len(losses)):  # 3: a median needs a few values behind it
+        med = median(losses[max(0, i - RUNNING_WINDOW) : i])
+        if losses[i] > SPIKE_FACTOR * med and losses[i] - med > MIN_SWING:
+            spikes.append((i, losses[i], med))
+    return spikes
+
+
+def find_oscillation(losses: Sequence[float]) -> tuple[float, float] | None:
+    """(mean step-to-step change, median level) when the second half swings up and down widely."""
+    tail = list(losses[len(losses) // 2 :])
+    if len(tail) < 4:
+        return None
+    steps = [b - a for a, b in zip(tail, tail[1:], strict=False)]
+    amplitude, level = mean(abs(d) for d in steps), median(tail)
+    flips = sum(a * b < 0 for a, b in zip(steps, steps[1:], strict=False)) / (len(steps) - 1)
+    if amplitude > max(OSC_AMPLITUDE * level, MIN_SWING) and flips >= OSC_SIGN_CHANGES:
+        return amplitude, level
+    return None
+
+
+def _non_finite(rows: Sequence[Row], key: str) -> list[Row]:
+    return [r for r in rows if not math.isfinite(_num(r.get(key)))]
+
+
+def check_unstable(train_rows: Sequence[Row], val_rows: Sequence[Row]) -> Finding:
+    """A NaN/inf loss anywhere, or late spikes or wide oscillation in the train loss."""
+    lr = _lr_text(peak_lr(train_rows))
+    tip = f"lower lr (peak {lr}), raise warmup (e.g. 0.1-0.2), keep max_grad_norm: 1.0"
+    for key, rows in (("train_loss", train_rows), ("val_loss", val_rows)):
+        bad = _non_finite(rows, key)
+        if bad:
+            more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+            return Finding(True, f"{key} is not finite ({bad[0].get(key)}) at {_where(bad[0])}{more}", tip)
+    if not train_rows:
+        return Finding(False, "no train rows: instability cannot be judged")
+    losses = _column(train_rows, "train_loss")
+    spikes = find_spikes(losses)
+    if spikes:
+        i, loss, med = max(spikes, key=lambda s: s[1] - s[2])  # a difference: the median may be 0
+        evidence = f"train loss spiked to {_fmt(loss)} at {_where(train_rows[i])} over a running median"
+        return Finding(True, f"{evidence} of {_fmt(med)} ({len(spikes)} spike(s) in all)", tip)
+    wobble = find_oscillation(losses)
+    if wobble:
+        amplitude, level = wobble
+        evidence = (
+            f"train loss oscillates in the second half: mean swing {_fmt(amplitude)} around {_fmt(level)}"
+        )
+        return Finding(True, evidence, tip)
+    return Finding(False)
+
+
+# --- collapse ----------------------------------------------------------------------------------
+
+
+def one_class_signature(accuracy: float, f1: float, majority_rate: float | None = None) -> str | None:
+    """Which one-class predictor ("all-positive", "all-negative") binary scores betray, or None.
+
+    Predicting class 1 everywhere makes accuracy the positive rate p and F1 = 2p / (1 + p) (MRPC dev:
+    0.684 and 0.812), so the pair betrays it even with the label balance unknown. F1 = 0 means no
+    positive pair is ever found. A known majority rate m must match too: accuracy is then m or 1 - m.
+    """
+    if (
+        majority_rate is not None
+        and min(abs(accuracy - majority_rate), abs(accuracy + majority_rate - 1)) > COLLAPSE_TOL
+    ):
+        return None
+    if f1 <= COLLAPSE_TOL:
+        return "all-negative"
+    if abs(f1 - 2 * accuracy / (1 + accuracy)) <= COLLAPSE_TOL:
+        return "all-positive"
+    return None
+
+
+def _fix_collapse(lr: float) -> str:
+    if math.isfinite(lr) and lr <= HIGH_LR:
+        return f"check the labels (both classes in train, mapped right); then try lr {GOOD_LR} with warmup"
+    return f"lower lr (peak {_lr_text(lr)}) to {GOOD_LR}; check the train labels hold both classes"
+
+
+def check_collapsed(
+    val_rows: Sequence[Row],
+    final: Mapping[str, Any] | None = None,
+    predicted_share: Mapping[str, Any] | None = None,
+    majority_rate: float | None = None,
+    lr: float = math.nan,
+) -> Finding:
+    """The model predicts one class: from the predicted shares if given, else from accuracy and F1."""
+    if predicted_share:
+        label, share = max(((k, _num(v)) for k, v in predicted_share.items()), key=lambda kv: kv[1])
+        if share >= COLLAPSE_SHARE:
+            return Finding(
+                True, f"predicts class {label} for {share:.1%} of validation examples", _fix_collapse(lr)
+            )
+        return Finding(False)
+    last = val_rows[-1] if val_rows else {}
+    # Final metrics win; the last epoch's row fills in whatever they lack.
+    scores = {"accuracy": last.get("val_accuracy"), "f1": last.get("val_f1"), **(final or {})}
+    accuracy, f1 = _num(scores.get("accuracy")), _num(scores.get("f1"))
+    if not (math.isfinite(accuracy) and math.isfinite(f1)):
+        return Finding(False, "no validation accuracy and F1: collapse cannot be judged")
+    kind = one_class_signature(accuracy, f1, majority_rate)
+    if kind is None:
+        return Finding(False)
+    rate = f", at the majority-class rate {majority_rate:.3f}" if majority_rate is not None else ""
+    evidence = f"val accuracy {accuracy:.3f} and F1 {f1:.3f} are what an {kind} predictor scores{rate}"
+    return Finding(True, evidence, _fix_collapse(lr))
+
+
+# --- public entry points -----------------------------------------------------------------------
+
+
+def diagnose(
+    train_rows: Sequence[Row],
+    val_rows: Sequence[Row],
+    final: Mapping[str, Any] | None = None,
+    predicted_share: Mapping[str, Any] | None = None,
+    *,
+    majority_rate: float | None = None,
+) -> dict:
+    """Flags, evidence and suggestions for one run, JSON-ready (no NaN: only strings and booleans)."""
+    findings = {
+        "collapsed": check_collapsed(val_rows, final, predicted_share, majority_rate, peak_lr(train_rows)),
+        "unstable": check_unstable(train_rows, val_rows),
+        "underfitting": check_underfitting(train_rows),
+        "overfitting": check_overfitting(train_rows, val_rows),
+    }
+    if findings["collapsed"].flagged and findings["underfitting"].flagged:
+        # The flat loss is the collapse's symptom: "more lr or epochs" would contradict its fix.
+        findings["underfitting"] = findings["underfitting"]._replace(suggestion="fix the collapse first")
+    problems = [p for p in PATTERNS if findings[p].flagged]
+    return {
+        "verdict": ", ".join(problems) or "ok",
+        **{p: findings[p].flagged for p in ("overfitting", "underfitting", "unstable", "collapsed")},
+        "evidence": {p: f.evidence for p, f in findings.items() if f.evidence},
+        "suggestions": {p: f.suggestion for p, f in findings.items() if f.flagged and f.suggestion},
+    }
+
+
+def format_report(diagnosis: Mapping[str, Any]) -> str:
+    """A few lines for the end of a run: the verdict, then each problem's evidence and suggestion."""
+    evidence, suggestions = diagnosis.get("evidence", {}), diagnosis.get("suggestions", {})
+    flagged = [p for p in PATTERNS if diagnosis.get(p)]
+    if not flagged:
+        lines = ["Diagnosis: ok (no collapse, instability, underfitting or overfitting in the curves)"]
+    else:
+        lines = [f"Diagnosis: {diagnosis.get('verdict', ', '.join(flagged))}"]
+    for p in flagged:
+        lines.append(f"  {p}: {evidence.get(p, '(no evidence recorded)')}")
+        if p in suggestions:
+            lines.append(f"    try: {suggestions[p]}")
+    lines += [f"  note ({p}): {evidence[p]}" for p in PATTERNS if p in evidence and p not in flagged]
+    return "\n".join(lines)

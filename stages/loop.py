@@ -1,0 +1,189 @@
+"""The `engine: accelerate` training loop: plain PyTorch driven by Accelerate.
+
+Same params and outputs as the Trainer engine. Gradient accumulation goes through
+`accelerator.accumulate`, which steps the optimizer only on the last micro-batch of each group (the
+classic `step % grad_accum == 0` loop steps on the first one). Evaluation gathers logits from all
+processes with `gather_for_metrics`, which drops the samples padded in to even out the shards.
+"""
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from datasets import Dataset, DatasetDict
+from torch.utils.data import DataLoader, RandomSampler
+from tqdm.auto import tqdm
+from transformers import DataCollatorWithPadding, get_scheduler
+from transformers.trainer_pt_utils import LengthGroupedSampler, get_parameter_names
+
+from stages.metric import classification_metrics
+from stages.params import Params
+
+MIXED = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on weights only: biases and LayerNorm weights are exempt, as in the Trainer."""
+    decay = set(get_parameter_names(model, [torch.nn.LayerNorm], ["bias", "layernorm", "rmsnorm"]))
+    named = [(n, w) for n, w in model.named_parameters() if w.requires_grad]
+    return [
+        {"params": [w for n, w in named if n in decay], "weight_decay": weight_decay},
+        {"params": [w for n, w in named if n not in decay], "weight_decay": 0.0},
+    ]
+
+
+def warmup_steps(warmup: float, total_steps: int) -> int:
+    return int(warmup) if warmup >= 1 else math.ceil(total_steps * warmup)
+
+
+def train_loader(ds: Dataset, p: Params, collator, epoch: int) -> DataLoader:
+    # A generator seeded per epoch gives the same order on a resumed run as on an uninterrupted one.
+    g = torch.Generator().manual_seed(p.seed + epoch)
+    if p.group_by_length:
+        sampler = LengthGroupedSampler(p.batch_size, lengths=[len(x) for x in ds["input_ids"]], generator=g)
+    else:
+        sampler = RandomSampler(ds, generator=g)
+    return DataLoader(ds, batch_size=p.batch_size, sampler=sampler, collate_fn=collator)
+
+
+def evaluate(accelerator: Accelerator, model, loader: DataLoader) -> dict:
+    model.eval()
+    logits, labels = [], []
+    with torch.no_grad():
+        for batch in loader:
+            out = model(**batch)
+            lg, lb = accelerator.gather_for_metrics((out.logits.float(), batch["labels"]))
+            logits.append(lg.cpu())
+            labels.append(lb.cpu())
+    model.train()
+    logits, labels = torch.cat(logits), torch.cat(labels)
+    scores = classification_metrics(logits.argmax(-1).tolist(), labels.tolist(), num_labels=logits.shape[-1])
+    loss = torch.nn.functional.cross_entropy(logits, labels).item()
+    return {"eval_loss": loss, **{f"eval_{k}": v for k, v in scores.items()}}
+
+
+def is_better(value: float, best: float | None, greater: bool) -> bool:
+    return best is None or (value > best if greater else value < best)
+
+
+def save_checkpoint(accelerator: Accelerator, folder: Path, step: int, state: dict) -> None:
+    """Write to tmp-N and rename to step-N when complete, so a kill never leaves a partial checkpoint."""
+    tmp, final = folder / f"tmp-{step}", folder / f"step-{step}"
+    accelerator.save_state(str(tmp))  # model (safetensors), optimizer, scheduler, RNG states
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / "loop_state.json").write_text(json.dumps(state))
+        for old in folder.glob("step-[0-9]*"):
+            shutil.rmtree(old)
+        tmp.rename(final)
+    accelerator.wait_for_everyone()
+
+
+def train_with_accelerate(p: Params, precision, data: DatasetDict, tokenizer, model, resume, interrupt):
+    from stages.train import CHECKPOINTS, Outcome, best_metric_key
+
+    accelerator = Accelerator(
+        mixed_precision=MIXED[precision],
+        gradient_accumulation_steps=p.grad_accum,
+        cpu=not torch.cuda.is_available(),
+    )
+    collator = DataCollatorWithPadding(tokenizer)
+    train_ds = data["train"].remove_columns(["idx"])
+    eval_loader = DataLoader(
+        data["validation"].remove_columns(["idx"]), batch_size=p.eval_batch_size, collate_fn=collator
+    )
+    optimizer = torch.optim.AdamW(param_groups(model, p.weight_decay), lr=p.lr)
+    # Optimizer steps per epoch and process, counted as the prepared loader will shard the data.
+    batches = math.ceil(len(train_ds) / p.batch_size / accelerator.num_processes)
+    steps_per_epoch = math.ceil(batches / p.grad_accum)
+    total = steps_per_epoch * p.epochs
+    scheduler = get_scheduler(p.lr_scheduler, optimizer, warmup_steps(p.warmup, total), total)
+    model, optimizer, eval_loader = accelerator.prepare(model, optimizer, eval_loader)
+    accelerator.register_for_checkpointing(scheduler)  # stepped by hand, once per optimizer step
+
+    metric, greater = best_metric_key(p)
+    st = {
+        "epoch": 0,
+        "batches_done": 0,
+        "step": 0,
+        "log_history": [],
+        "best": None,
+        "best_epoch": None,
+        "bad": 0,
+    }
+    if resume:
+        accelerator.load_state(str(resume))
+        st = json.loads((resume / "loop_state.json").read_text())
+    best_dir = CHECKPOINTS / "step-best"
+    start, window = time.perf_counter(), []
+    bar = tqdm(total=total, initial=st["step"], disable=not accelerator.is_local_main_process, desc="train")
+    model.train()
+    while st["epoch"] < p.epochs and not interrupt.requested:
+        loader = accelerator.prepare(train_loader(train_ds, p, collator, st["epoch"]))
+        if st["batches_done"]:
+            loader = accelerator.skip_first_batches(loader, st["batches_done"])
+        for batch in loader:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and p.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), p.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            st["batches_done"] += 1
+            window.append(loss.detach().float())
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            st["step"] += 1
+            bar.update(1)
+            if st["step"] % p.logging_steps == 0:
+                mean = accelerator.gather(torch.stack(window).mean()).mean().item()
+                lr = scheduler.get_last_lr()[0]
+                row = {
+                    "loss": mean,
+                    "learning_rate": lr,
+                    "epoch": st["step"] / steps_per_epoch,
+                    "step": st["step"],
+                }
+                st["log_history"].append(row)
+                window = []
+            if interrupt.requested:
+                break
+        if interrupt.requested:
+            save_checkpoint(accelerator, CHECKPOINTS, st["step"], st)
+            break
+        st["epoch"], st["batches_done"] = st["epoch"] + 1, 0
+        scores = evaluate(accelerator, model, eval_loader)
+        st["log_history"].append({**scores, "epoch": float(st["epoch"]), "step": st["step"]})
+        accelerator.print(f"epoch {st['epoch']}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+        if is_better(scores[metric], st["best"], greater):
+            st["best"], st["best_epoch"], st["bad"] = scores[metric], float(st["epoch"]), 0
+            if accelerator.is_main_process:
+                accelerator.unwrap_model(model).save_pretrained(best_dir)
+        else:
+            st["bad"] += 1
+        save_checkpoint(accelerator, CHECKPOINTS, st["step"], st)
+        if p.early_stopping_patience and st["bad"] >= p.early_stopping_patience:
+            accelerator.print(f"early stopping: no gain in {metric} for {st['bad']} epoch(s)")
+            break
+    bar.close()
+    accelerator.wait_for_everyone()
+    final = accelerator.unwrap_model(model)
+    if not interrupt.requested and best_dir.exists():
+        from safetensors.torch import load_file
+
+        final.load_state_dict(load_file(best_dir / "model.safetensors"))
+    return Outcome(
+        model=final,
+        log_history=st["log_history"],
+        global_step=st["step"],
+        train_seconds=time.perf_counter() - start,
+        best_epoch=st["best_epoch"],
+        is_main=accelerator.is_main_process,
+        interrupted=interrupt.requested,
+    )
