@@ -1,0 +1,360 @@
+"""stages/diagnose.py on tiny hand-written curves: each pattern shown clearly, and healthy look-alikes."""
+
+import json
+import math
+
+import pytest
+
+from stages.diagnose import (
+    UNDERFIT_LOSS,
+    check_collapsed,
+    check_overfitting,
+    check_underfitting,
+    check_unstable,
+    diagnose,
+    find_oscillation,
+    find_spikes,
+    format_report,
+    one_class_signature,
+    train_loss_at,
+)
+
+MRPC_MAJORITY = 279 / 408  # positive share of MRPC dev: all-positive scores acc 0.684, F1 0.812
+ALL_POSITIVE_F1 = 2 * MRPC_MAJORITY / (1 + MRPC_MAJORITY)
+
+
+def train(losses: list[float], epochs: float = 3, lr: float = 5e-5) -> list[dict]:
+    """One row per logging step (10 steps apart), spread evenly over `epochs`, linear decay from `lr`."""
+    n = len(losses)
+    return [
+        {
+            "step": 10 * (i + 1),
+            "epoch": round((i + 1) * epochs / n, 4),
+            "train_loss": x,
+            "lr": lr * (1 - i / n),
+        }
+        for i, x in enumerate(losses)
+    ]
+
+
+def val(
+    losses: list[float], accuracy: list[float] | None = None, f1: list[float] | None = None
+) -> list[dict]:
+    accuracy = accuracy or [0.8] * len(losses)
+    f1 = f1 or [0.86] * len(losses)
+    return [
+        {"step": 100 * (i + 1), "epoch": float(i + 1), "val_loss": x, "val_accuracy": a, "val_f1": f}
+        for i, (x, a, f) in enumerate(zip(losses, accuracy, f1, strict=True))
+    ]
+
+
+# Healthy: decays from ln 2 to ~0.16 with a little batch noise; val improves every epoch.
+HEALTHY_TRAIN = [0.69 * 0.95**i + 0.02 * (-1) ** i for i in range(30)]
+HEALTHY_VAL = val([0.45, 0.38, 0.36], [0.80, 0.84, 0.85], [0.86, 0.88, 0.89])
+HEALTHY_FINAL = {"accuracy": 0.85, "f1": 0.89, "loss": 0.36, "precision": 0.87, "recall": 0.91}
+
+
+def healthy() -> dict:
+    return diagnose(train(HEALTHY_TRAIN), HEALTHY_VAL, HEALTHY_FINAL, {"0": 0.3, "1": 0.7})
+
+
+def test_healthy_run_is_ok():
+    d = healthy()
+    assert d["verdict"] == "ok"
+    assert not any(d[p] for p in ("overfitting", "underfitting", "unstable", "collapsed"))
+    assert d["evidence"] == {} and d["suggestions"] == {}
+
+
+def test_result_is_json_ready_and_flat():
+    d = diagnose(train([0.69, math.nan, math.inf]), val([math.nan]), {"accuracy": math.nan})
+    text = json.dumps(d, allow_nan=False)  # a NaN anywhere would raise here
+    assert set(json.loads(text)) == {
+        "verdict",
+        "overfitting",
+        "underfitting",
+        "unstable",
+        "collapsed",
+        "evidence",
+        "suggestions",
+    }
+
+
+# --- overfitting -------------------------------------------------------------------------------
+
+
+def test_overfitting_flagged_with_epochs_and_numbers():
+    d = diagnose(train(HEALTHY_TRAIN), val([0.35, 0.40, 0.48], [0.84, 0.83, 0.82], [0.88, 0.87, 0.86]))
+    assert d["overfitting"] and d["verdict"] == "overfitting"
+    evidence = d["evidence"]["overfitting"]
+    assert "val loss rose from 0.35 (epoch 1) to 0.48 (epoch 3) while train loss fell from" in evidence
+    assert "early_stopping_patience: 1" in d["suggestions"]["overfitting"]
+    assert "epochs: 1" in d["suggestions"]["overfitting"]
+    assert "weight_decay" in d["suggestions"]["overfitting"]
+
+
+def test_overfitting_notes_when_f1_still_improves():
+    # MRPC's usual case: loss up from overconfidence while F1 still climbs.
+    f = check_overfitting(train(HEALTHY_TRAIN), val([0.35, 0.40, 0.48], f1=[0.86, 0.88, 0.89]))
+    assert f.flagged and "F1 still went 0.86 -> 0.89" in f.evidence
+    assert "by F1" in f.suggestion
+
+
+def test_train_loss_at_uses_rows_up_to_that_epoch():
+    rows = train([0.7, 0.6, 0.5, 0.4, 0.3, 0.2], epochs=2)  # three rows per epoch
+    assert train_loss_at(rows, 1.0) == 0.6
+    assert train_loss_at(rows, 2.0) == 0.4  # median of the last five: 0.6 0.5 0.4 0.3 0.2
+    assert math.isnan(train_loss_at(rows, 0.1))
+
+
+@pytest.mark.parametrize(
+    "val_losses",
+    [
+        [0.45, 0.38, 0.36],  # still improving
+        [0.35, 0.34, 0.36],  # best before last, but a 6% rise is within noise
+        [0.40, 0.35, 0.35],  # flat at the end
+    ],
+)
+def test_overfitting_not_flagged_without_a_clear_rise(val_losses):
+    assert not check_overfitting(train(HEALTHY_TRAIN), val(val_losses)).flagged
+
+
+def test_val_rise_with_flat_train_loss_is_not_overfitting():
+    f = check_overfitting(train([0.5] * 30), val([0.35, 0.40, 0.48]))
+    assert not f.flagged and "did not keep falling" in f.evidence
+
+
+def test_single_epoch_cannot_be_judged_for_overfitting():
+    d = diagnose(train(HEALTHY_TRAIN[:10], epochs=1), val([0.45]))
+    assert not d["overfitting"]
+    assert "only one validation epoch (epoch 1)" in d["evidence"]["overfitting"]
+    assert "overfitting" in format_report(d)
+
+
+def test_nan_val_epochs_are_skipped_for_overfitting():
+    f = check_overfitting(train(HEALTHY_TRAIN), val([0.35, math.nan, 0.48]))
+    assert f.flagged and "(epoch 3)" in f.evidence
+
+
+# --- underfitting ------------------------------------------------------------------------------
+
+
+def test_underfitting_flagged_when_loss_stays_near_ln2():
+    d = diagnose(train([0.70, 0.69, 0.70, 0.68, 0.69, 0.69, 0.68, 0.69], lr=1e-6), HEALTHY_VAL)
+    assert d["underfitting"] and d["verdict"] == "underfitting"
+    assert "final train loss 0.69 stays above 0.6" in d["evidence"]["underfitting"]
+    assert "raise lr (peak 1e-6" in d["suggestions"]["underfitting"]
+
+
+def test_underfitting_flagged_on_a_plateau_below_the_level():
+    f = check_underfitting(train([0.50, 0.49, 0.50, 0.48, 0.49, 0.48, 0.47, 0.48, 0.47, 0.47]))
+    assert f.flagged and "plateaued: 0.49 at the start, 0.47 at the end" in f.evidence
+
+
+def test_underfitting_suggests_lowering_an_already_high_lr():
+    f = check_underfitting(train([0.69] * 8, lr=1e-2))
+    assert f.flagged and "lower lr" in f.suggestion and "raise" not in f.suggestion
+
+
+@pytest.mark.parametrize(
+    "losses",
+    [
+        HEALTHY_TRAIN,
+        [0.69, 0.4],  # two rows, a clear drop
+        [0.69, 0.30, 0.90, 0.05, 0.05, 0.05, 0.05],  # a wild middle does not move the smoothed end
+    ],
+)
+def test_underfitting_not_flagged_when_loss_falls(losses):
+    assert not check_underfitting(train(losses)).flagged
+
+
+def test_underfit_threshold_sits_below_the_mrpc_label_prior_entropy():
+    # Always answering with MRPC's prior scores its entropy (0.627): that must count as underfit.
+    p = MRPC_MAJORITY
+    assert UNDERFIT_LOSS < -(p * math.log(p) + (1 - p) * math.log(1 - p)) < math.log(2)
+
+
+# --- instability -------------------------------------------------------------------------------
+
+
+def test_nan_loss_flags_unstable():
+    rows = train([0.69, 0.6, 0.5, math.nan, math.nan])
+    d = diagnose(rows, HEALTHY_VAL)
+    assert d["unstable"] and "unstable" in d["verdict"]
+    assert "train_loss is not finite (nan) at step 40" in d["evidence"]["unstable"]
+    assert "1 more" in d["evidence"]["unstable"]
+    assert "lower lr" in d["suggestions"]["unstable"] and "max_grad_norm" in d["suggestions"]["unstable"]
+
+
+def test_inf_val_loss_flags_unstable():
+    f = check_unstable(train(HEALTHY_TRAIN), val([0.45, math.inf, 0.4]))
+    assert f.flagged and "val_loss" in f.evidence
+
+
+def test_late_spike_flags_unstable():
+    losses = HEALTHY_TRAIN[:25] + [1.2] + HEALTHY_TRAIN[26:]
+    d = diagnose(train(losses, lr=3e-4), HEALTHY_VAL)
+    assert d["unstable"]
+    assert "spiked to 1.20 at step 260" in d["evidence"]["unstable"]
+    assert "peak 3e-4" in d["suggestions"]["unstable"]
+
+
+def test_early_spike_and_small_late_wobbles_are_not_unstable():
+    early = HEALTHY_TRAIN[:3] + [1.5] + HEALTHY_TRAIN[4:]
+    assert not check_unstable(train(early), HEALTHY_VAL).flagged
+    # Near the end a loss of 0.02 may triple by batch noise: above 2x, but below MIN_SWING.
+    tiny = [0.69 * 0.7**i for i in range(20)] + [0.02, 0.06, 0.02, 0.02]
+    assert tiny[-3] > 2 * tiny[-5]
+    assert find_spikes(tiny) == [] and not check_unstable(train(tiny), HEALTHY_VAL).flagged
+
+
+def test_spike_over_a_zero_median_does_not_divide_by_zero():
+    f = check_unstable(train([0.0] * 10 + [0.5]), HEALTHY_VAL)
+    assert f.flagged and "spiked to 0.50" in f.evidence and "median of 0.00" in f.evidence
+
+
+def test_find_spikes_reports_index_value_and_median():
+    losses = [0.5] * 10 + [1.4] + [0.5] * 3
+    assert find_spikes(losses) == [(10, 1.4, 0.5)]
+    assert find_spikes([0.5, 2.0]) == []  # too short to have a running median
+
+
+def test_oscillation_flags_unstable():
+    # Swings of 0.5 around 0.7: no single value doubles its running median, so no spike either.
+    losses = [0.69, 0.6, 0.55, 0.5] + [0.45, 0.95] * 5
+    assert find_spikes(losses) == []
+    assert find_oscillation(losses) is not None
+    f = check_unstable(train(losses), HEALTHY_VAL)
+    assert f.flagged and "oscillates" in f.evidence
+
+
+@pytest.mark.parametrize(
+    "losses",
+    [
+        HEALTHY_TRAIN,
+        [0.63 + 0.04 * (-1) ** i for i in range(20)],  # noisy but narrow
+        [0.9 - 0.08 * i for i in range(10)],  # steep but monotone
+    ],
+)
+def test_no_oscillation_on_narrow_noise_or_monotone_moves(losses):
+    assert find_oscillation(losses) is None
+
+
+def test_empty_train_rows_do_not_crash():
+    d = diagnose([], HEALTHY_VAL)
+    assert d["verdict"] == "ok"
+    assert "cannot be judged" in d["evidence"]["underfitting"]
+    assert "cannot be judged" in d["evidence"]["unstable"]
+    assert "not keep falling" in diagnose([], val([0.35, 0.40, 0.48]))["evidence"]["overfitting"]
+
+
+def test_nothing_at_all_does_not_crash():
+    d = diagnose([], [])
+    assert d["verdict"] == "ok" and d["suggestions"] == {}
+    assert "no validation epoch" in d["evidence"]["overfitting"]
+    assert "cannot be judged" in d["evidence"]["collapsed"]
+    assert format_report(d).startswith("Diagnosis: ok")
+
+
+# --- collapse ----------------------------------------------------------------------------------
+
+
+def mrpc_collapsed_run() -> tuple[list[dict], list[dict], dict]:
+    """lr=1e-2 on MRPC: the loss sinks to the label prior (~0.63) and stays; dev scores are all-positive."""
+    train_rows = train([0.70, 0.66] + [0.63 + 0.02 * (-1) ** i for i in range(28)], lr=1e-2)
+    val_rows = val([0.63, 0.62, 0.62], [0.684] * 3, [0.812] * 3)
+    final = {"accuracy": 0.6838, "f1": 0.8122, "loss": 0.62, "precision": 0.6838, "recall": 1.0}
+    return train_rows, val_rows, final
+
+
+def test_mrpc_collapsed_run_flags_collapse_from_scores():
+    train_rows, val_rows, final = mrpc_collapsed_run()
+    d = diagnose(train_rows, val_rows, final, majority_rate=MRPC_MAJORITY)
+    assert d["collapsed"] and d["underfitting"]
+    assert not d["unstable"] and not d["overfitting"]
+    assert d["verdict"] == "collapsed, underfitting"  # most serious first
+    assert "all-positive" in d["evidence"]["collapsed"] and "0.684" in d["evidence"]["collapsed"]
+    assert "lower lr (peak 1e-2)" in d["suggestions"]["collapsed"]
+    # "raise lr" would contradict the collapse's fix.
+    assert d["suggestions"]["underfitting"] == "fix the collapse first"
+
+
+def test_mrpc_collapsed_run_flags_collapse_from_last_epoch_without_final():
+    train_rows, val_rows, _ = mrpc_collapsed_run()
+    assert diagnose(train_rows, val_rows)["collapsed"]
+
+
+def test_collapse_from_predicted_share():
+    train_rows, val_rows, final = mrpc_collapsed_run()
+    d = diagnose(train_rows, val_rows, final, {"0": 0.0, "1": 1.0})
+    assert (
+        d["collapsed"] and "predicts class 1 for 100.0% of validation examples" in d["evidence"]["collapsed"]
+    )
+    assert check_collapsed(val_rows, predicted_share={"0": "0.995", "1": "0.005"}).flagged
+
+
+def test_predicted_share_outranks_scores():
+    # A balanced prediction share means no collapse, whatever the scores coincidentally look like.
+    _, val_rows, final = mrpc_collapsed_run()
+    assert not check_collapsed(val_rows, final, {"0": 0.3, "1": 0.7}).flagged
+
+
+def test_all_negative_collapse():
+    f = check_collapsed(val([0.64]), {"accuracy": 1 - MRPC_MAJORITY, "f1": 0.0}, majority_rate=MRPC_MAJORITY)
+    assert f.flagged and "all-negative" in f.evidence
+
+
+def test_collapse_suggestion_checks_labels_when_lr_is_already_low():
+    f = check_collapsed(val([0.62]), {"accuracy": 0.684, "f1": 0.812}, lr=2e-5)
+    assert f.flagged and f.suggestion.startswith("check the labels")
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "f1", "majority", "expected"),
+    [
+        (MRPC_MAJORITY, ALL_POSITIVE_F1, None, "all-positive"),
+        (0.684, 0.812, MRPC_MAJORITY, "all-positive"),  # rounded as logged
+        (0.316, 0.0, MRPC_MAJORITY, "all-negative"),
+        (0.5, 2 / 3, None, "all-positive"),  # a balanced set, balance unknown
+        (0.85, 0.89, MRPC_MAJORITY, None),  # a real model
+        (0.80, 0.889, MRPC_MAJORITY, None),  # F1 fits 2a/(1+a) but accuracy is not a class rate
+        (0.70, 0.812, MRPC_MAJORITY, None),  # accuracy 1.6 pt off the majority rate
+        (0.684, 0.75, MRPC_MAJORITY, None),  # majority accuracy but a mixed prediction
+    ],
+)
+def test_one_class_signature(accuracy, f1, majority, expected):
+    assert one_class_signature(accuracy, f1, majority) == expected
+
+
+def test_healthy_scores_and_balanced_share_are_not_collapsed():
+    assert not check_collapsed(HEALTHY_VAL, HEALTHY_FINAL, majority_rate=MRPC_MAJORITY).flagged
+    assert not check_collapsed(HEALTHY_VAL, predicted_share={"0": 0.35, "1": 0.65}).flagged
+
+
+# --- inputs read back from TSV, and the report --------------------------------------------------
+
+
+def test_string_values_from_tsv_are_read():
+    train_rows = [{k: str(v) for k, v in r.items()} for r in train(HEALTHY_TRAIN)]
+    val_rows = [{k: str(v) for k, v in r.items()} for r in val([0.35, 0.40, 0.48])]
+    d = diagnose(train_rows, val_rows)
+    assert d["verdict"] == "overfitting"
+    nan_rows = [{"step": "10", "epoch": "0.1", "train_loss": "nan", "lr": "5e-05"}]
+    assert diagnose(nan_rows, [])["unstable"]
+
+
+def test_format_report_lists_problems_suggestions_and_notes():
+    train_rows, _, final = mrpc_collapsed_run()
+    d = diagnose(train_rows, val([0.62], [0.684], [0.812]), final, majority_rate=MRPC_MAJORITY)
+    report = format_report(d)
+    lines = report.splitlines()
+    assert lines[0] == "Diagnosis: collapsed, underfitting"
+    assert lines[1].startswith("  collapsed: val accuracy 0.684")
+    assert lines[2].startswith("    try: lower lr")
+    assert any(line.startswith("  underfitting: final train loss") for line in lines)
+    assert lines[-1].startswith("  note (overfitting): only one validation epoch")
+
+
+def test_format_report_for_a_healthy_run_is_one_line():
+    assert format_report(healthy()) == (
+        "Diagnosis: ok (no collapse, instability, underfitting or overfitting in the curves)"
+    )
