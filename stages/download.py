@@ -13,7 +13,17 @@ from pathlib import Path
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
 
-from stages.common import OFFLINE_MODELS, PRETRAINED, RAW, SOURCE, StageError, atomic_dir, write_json
+from stages.common import (
+    OFFLINE_MODELS,
+    PRETRAINED,
+    RAW,
+    SOURCE,
+    StageError,
+    atomic_dir,
+    run_stage,
+    warn_remote_code,
+    write_json,
+)
 from stages.params import load_params
 
 MRPC_LABELS = ["not_equivalent", "equivalent"]  # GLUE's order: label 1 means paraphrase
@@ -142,11 +152,27 @@ def load_table(path: Path) -> Dataset:
     missing = {"sentence1", "sentence2"} - set(ds.column_names)
     if missing:
         raise StageError(f"{path}: missing column(s) {sorted(missing)}; found {ds.column_names}.")
-    keep = [c for c in ("sentence1", "sentence2", "label") if c in ds.column_names]
+    keep = [c for c in ("sentence1", "sentence2", "label", "idx") if c in ds.column_names]
     ds = ds.select_columns(keep)
+    check_empty_sentences(ds, str(path))
     if "idx" not in ds.column_names:
         ds = ds.add_column("idx", list(range(len(ds))))
     return ds
+
+
+def check_empty_sentences(ds: Dataset, name: str) -> None:
+    """Arrow-side check (no Python copy of the column), so it stays cheap on millions of rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for col in ("sentence1", "sentence2"):
+        values = ds.data.column(col)
+        if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
+            raise StageError(f"{name}: column {col} holds {values.type}, not text.")
+        blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0)
+        count = pc.sum(pc.or_kleene(pc.is_null(values), blank)).as_py() or 0
+        if count:
+            raise StageError(f"{name}: {count} empty {col} value(s); every pair needs two sentences.")
 
 
 def normalise_labels(splits: dict[str, Dataset], source: str) -> DatasetDict:
@@ -246,23 +272,46 @@ def model_source(model: str) -> Path:
         ) from None
 
 
-def copy_checkpoint(src: Path, dst: Path) -> dict[str, str]:
-    """Copy config, safetensors weights and tokenizer files; return {file: sha256}."""
+def copy_checkpoint(
+    src: Path, dst: Path, allow_pickle: bool = False, remote_code: bool = False
+) -> dict[str, str]:
+    """Copy config, safetensors weights and tokenizer files (and the checkpoint's *.py files only with
+    trust_remote_code); return {file: sha256}. Downstream stages only ever load safetensors."""
     if not (src / "config.json").exists():
         raise StageError(f"model folder {src} has no config.json: it is not a Hugging Face checkpoint.")
+    pickled = sorted(p.name for p in src.glob("*.bin")) + sorted(p.name for p in src.glob("*.pt"))
     if not (src / "model.safetensors").exists():
-        pickled = [p.name for p in src.glob("*.bin")] + [p.name for p in src.glob("*.pt")]
-        found = f" It has {pickled}: pickle files, which can run code when loaded." if pickled else ""
-        raise StageError(
-            f"model folder {src} has no model.safetensors.{found} Convert it to safetensors "
-            "(model.save_pretrained(dir) in transformers) and point `model` at the result."
-        )
+        if not pickled:
+            raise StageError(
+                f"model folder {src} has no weights (model.safetensors): a config alone can't train."
+            )
+        if not allow_pickle:
+            raise StageError(
+                f"model folder {src} has no model.safetensors, only {pickled}: pickle files, which can run "
+                "code when loaded. Convert it (model.save_pretrained(dir) saves safetensors), or if you "
+                "trust the file set allow_pickle: true to convert it here with torch's weights-only loader."
+            )
+        convert_pickled(src / pickled[0], dst / "model.safetensors")
+    names = MODEL_FILES + (sorted(p.name for p in src.glob("*.py")) if remote_code else [])
     hashes = {}
-    for name in MODEL_FILES:
-        if (src / name).exists():
+    for name in names:
+        if (src / name).exists() and not (dst / name).exists():
             shutil.copyfile(src / name, dst / name)
+        if (dst / name).exists():
             hashes[name] = sha256_file(dst / name)
     return hashes
+
+
+def convert_pickled(weights: Path, out: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    print(f"WARNING: allow_pickle is on: converting {weights} to safetensors (weights-only unpickler).")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)  # refuses arbitrary objects
+    except Exception as e:
+        raise StageError(f"{weights} could not be loaded as plain weights: {e}") from None
+    save_file({k: v.contiguous().clone() for k, v in state.items()}, out)  # clone: no shared storage
 
 
 def sha256_file(path: Path) -> str:
@@ -283,12 +332,13 @@ def sha256_arrow(folder: Path) -> str:
 
 def main() -> None:
     p = load_params()
+    warn_remote_code(p.trust_remote_code)
     local = Path(p.dataset).expanduser()
     is_local = local.exists() or p.dataset.startswith((".", "/", "~"))
     data = load_local(local) if is_local else load_hub(p.dataset, p.subset)
     src = model_source(p.model)
     with atomic_dir(PRETRAINED) as tmp:
-        model_hashes = copy_checkpoint(src, tmp)
+        model_hashes = copy_checkpoint(src, tmp, p.allow_pickle, p.trust_remote_code)
     with atomic_dir(RAW) as tmp:
         data.save_to_disk(str(tmp))
     write_json(
@@ -309,4 +359,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -1,5 +1,9 @@
 """Score the fine-tuned model: data/model + data/tokenized -> metrics/eval.json, test.json,
-confusion.csv (validation, for the confusion plot) and test_predictions.tsv (GLUE submission format)."""
+confusion.csv (validation, for the confusion plot), test_predictions.tsv (GLUE submission format),
+and a diagnosis of the training curves (diagnosis.json: verdict and flags; diagnosis_details.json:
+evidence and suggestions)."""
+
+import csv
 
 import numpy as np
 import torch
@@ -18,9 +22,12 @@ from stages.common import (
     TOKENIZED,
     bf16_supported,
     choose_precision,
+    run_stage,
+    warn_remote_code,
     write_json,
     write_text_atomic,
 )
+from stages.diagnose import diagnose, format_report
 from stages.metric import ClassificationMetrics
 from stages.params import Params, load_params
 
@@ -28,6 +35,10 @@ EVAL_METRICS = METRICS / "eval.json"
 TEST_METRICS = METRICS / "test.json"
 CONFUSION = METRICS / "confusion.csv"
 PREDICTIONS = METRICS / "test_predictions.tsv"
+DIAGNOSIS = METRICS / "diagnosis.json"
+DIAGNOSIS_DETAILS = METRICS / "diagnosis_details.json"
+TRAIN_CURVE = METRICS / "curves" / "train.tsv"
+EVAL_CURVE = METRICS / "curves" / "eval.tsv"
 
 
 def eval_args(p: Params, precision: str) -> TrainingArguments:
@@ -69,6 +80,20 @@ def predictions_tsv(indices: list[int], predictions: np.ndarray) -> str:
     )
 
 
+def read_tsv(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def diagnosis_of_run(val_metrics: dict, predictions: np.ndarray, labels: np.ndarray) -> dict:
+    """Read the train stage's curves, plus what the final model predicts, for a verdict per pattern."""
+    share = {
+        str(c): float(np.mean(predictions == c)) for c in np.unique(np.concatenate([predictions, labels]))
+    }
+    majority = float(np.bincount(labels).max() / len(labels))
+    return diagnose(read_tsv(TRAIN_CURVE), read_tsv(EVAL_CURVE), val_metrics, share, majority_rate=majority)
+
+
 def predict(trainer: Trainer, split: Dataset) -> np.ndarray:
     columns = [c for c in split.column_names if c not in ("idx", "label")]
     logits = trainer.predict(split.select_columns(columns)).predictions
@@ -79,12 +104,17 @@ def main() -> None:
     p = load_params()
     precision = choose_precision(p.precision, torch.cuda.is_available(), bf16_supported())
     data = load_from_disk(str(TOKENIZED))
-    model = AutoModelForSequenceClassification.from_pretrained(MODEL, use_safetensors=True)
+    warn_remote_code(p.trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        MODEL, use_safetensors=True, trust_remote_code=p.trust_remote_code
+    )
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
     trainer = Trainer(
         model=model,
         args=eval_args(p, precision),
-        data_collator=DataCollatorWithPadding(AutoTokenizer.from_pretrained(MODEL)),
+        data_collator=DataCollatorWithPadding(
+            AutoTokenizer.from_pretrained(MODEL, trust_remote_code=p.trust_remote_code)
+        ),
     )
 
     val = data["validation"]
@@ -106,6 +136,12 @@ def main() -> None:
     write_text_atomic(PREDICTIONS, predictions_tsv(indices, test_logits.argmax(-1)))
     print("evaluate: validation " + ", ".join(f"{k} {v:.4f}" for k, v in val_metrics.items()))
 
+    found = diagnosis_of_run(val_metrics, val_logits.argmax(-1), val_labels)
+    flags = {k: v for k, v in found.items() if k not in ("evidence", "suggestions")}
+    write_json(DIAGNOSIS, flags)  # flat: verdict + one flag per pattern, as dvc exp show columns
+    write_json(DIAGNOSIS_DETAILS, {"evidence": found["evidence"], "suggestions": found["suggestions"]})
+    print(format_report(found))
+
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -60,6 +60,8 @@ class Params:
     early_stopping_patience: int
     metric_for_best_model: str
     launcher: str
+    trust_remote_code: bool
+    allow_pickle: bool
 
 
 # (check, what a good value looks like) per key; keys not listed take any value of their type.

@@ -3,7 +3,7 @@
 from datasets import DatasetDict, load_from_disk
 from transformers import AutoTokenizer
 
-from stages.common import PRETRAINED, RAW, TOKENIZED, StageError, atomic_dir
+from stages.common import PRETRAINED, RAW, TOKENIZED, StageError, atomic_dir, run_stage, warn_remote_code
 from stages.params import load_params
 
 
@@ -31,7 +31,8 @@ def check_max_length(max_length: int, tokenizer) -> None:
 
 def main() -> None:
     p = load_params()
-    tokenizer = AutoTokenizer.from_pretrained(PRETRAINED)
+    warn_remote_code(p.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(PRETRAINED, trust_remote_code=p.trust_remote_code)
     check_max_length(p.max_length, tokenizer)
     data = cut(load_from_disk(str(RAW)), p.max_train_samples, p.max_eval_samples)
     with atomic_dir(TOKENIZED) as tmp:
@@ -40,4 +41,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -40,6 +40,8 @@ from stages.common import (
     atomic_dir,
     bf16_supported,
     choose_precision,
+    run_stage,
+    warn_remote_code,
     write_json,
     write_text_atomic,
 )
@@ -118,9 +120,9 @@ def prepare_checkpoints(folder: Path, run_id: str, is_main: bool) -> Path | None
     return max(done, key=lambda d: int(d.name.rsplit("-", 1)[1]), default=None)
 
 
-def check_labels(pretrained: Path, label_names: list[str]) -> None:
+def check_labels(pretrained: Path, label_names: list[str], trust_remote_code: bool = False) -> None:
     """A checkpoint that already has a classification head must agree with the data's label count."""
-    config = AutoConfig.from_pretrained(pretrained)
+    config = AutoConfig.from_pretrained(pretrained, trust_remote_code=trust_remote_code)
     heads = [a for a in (config.architectures or []) if a.endswith("ForSequenceClassification")]
     if heads and config.num_labels != len(label_names):
         raise StageError(
@@ -137,6 +139,7 @@ def load_model(p: Params, label_names: list[str]) -> torch.nn.Module:
         label2id={n: i for i, n in enumerate(label_names)},
         use_safetensors=True,
         attn_implementation="eager",  # measured faster than SDPA for training on CPU
+        trust_remote_code=p.trust_remote_code,
     )
     # transformers 5 sees **kwargs in forward() and assumes the loss is normalised by num_items_in_batch.
     # Sequence classifiers take a plain mean, so the Trainer would then sum gradients over accumulation
@@ -294,8 +297,9 @@ def main() -> None:
     precision = choose_precision(p.precision, torch.cuda.is_available(), bf16_supported())
     data: DatasetDict = load_from_disk(str(TOKENIZED))
     label_names = data["train"].features["label"].names
-    check_labels(PRETRAINED, label_names)
-    tokenizer = AutoTokenizer.from_pretrained(PRETRAINED)
+    warn_remote_code(p.trust_remote_code)
+    check_labels(PRETRAINED, label_names, p.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(PRETRAINED, trust_remote_code=p.trust_remote_code)
     from accelerate import PartialState  # knows the rank under torchrun / accelerate launch
 
     state, run_id = PartialState(), fingerprint(p)
@@ -327,4 +331,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

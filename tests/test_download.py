@@ -129,7 +129,9 @@ def test_generic_file_missing_column_and_bad_label(tmp_path):
 def test_checkpoint_without_safetensors_is_refused(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
-    with pytest.raises(StageError, match="no model.safetensors.*pytorch_model.bin"):
+    with pytest.raises(
+        StageError, match="no model.safetensors, only .*pytorch_model.bin.*allow_pickle: true"
+    ):
         copy_checkpoint(tmp_path, tmp_path / "out")
 
 
@@ -138,3 +140,14 @@ def test_real_mrpc_row_counts():
     data = load_local(SHARED_MRPC)
     assert {s: len(d) for s, d in data.items()} == {"train": 3667, "validation": 408, "test": 1725}
     assert sum(data["train"]["label"]) == 2473 and sum(data["validation"]["label"]) == 279
+
+
+def test_generic_file_with_empty_sentence(tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"sentence1": ["a", " "], "sentence2": ["b", "c"], "label": [0, 1]}).to_parquet(
+        tmp_path / "train.parquet"
+    )
+    pd.DataFrame({"sentence1": ["a"], "sentence2": [None], "label": [1]}).to_parquet(tmp_path / "dev.parquet")
+    with pytest.raises(StageError, match="1 empty sentence1"):
+        load_local(tmp_path)

@@ -2,24 +2,42 @@
 
 import json
 import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.conftest import TINY_TRAIN, make_repo, run
+from tests.conftest import ROOT, TINY_TRAIN, make_repo, run, write_mrpc
 
 STAGES = {"download", "tokenize", "train", "evaluate"}
+SECRET = "hf_NotARealTokenButSecret123"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def stages_ran(output: str) -> set[str]:
     return set(re.findall(r"Running stage '(\w+)'", output))
 
 
-def test_pipeline_runs_and_reruns_only_what_a_param_touches(tmp_path, mrpc_dir, tiny_model):
-    repo = make_repo(tmp_path / "repo", {"dataset": str(mrpc_dir), "model": str(tiny_model), **TINY_TRAIN})
-
-    out = run(["dvc", "repro"], repo)
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, tiny_model) -> Path:
+    """A repo whose baseline pipeline ran once and was committed; tests below run experiments on it."""
+    base = tmp_path_factory.mktemp("pipeline")
+    data = write_mrpc(base / "mrpc")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_TOKEN", SECRET)  # must never reach params, metrics, logs or DVC-tracked files
+        repo = make_repo(base / "repo", {"dataset": str(data), "model": str(tiny_model), **TINY_TRAIN})
+        out = run(["dvc", "repro"], repo)
     assert stages_ran(out.stdout) == STAGES
+    assert SECRET not in out.stdout + out.stderr
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "baseline run"], repo)
+    return repo
 
+
+def test_outputs_of_a_full_run(repo):
     source = json.loads((repo / "data/source.json").read_text())
     assert source["splits"] == {"train": 48, "validation": 16, "test": 12}
     assert source["labeled"]["test"] is False
@@ -27,6 +45,8 @@ def test_pipeline_runs_and_reruns_only_what_a_param_touches(tmp_path, mrpc_dir, 
     assert (repo / "data/model/model.safetensors").exists()
     assert not list((repo / "data/model").glob("*.bin"))
 
+    diagnosis = json.loads((repo / "metrics/diagnosis.json").read_text())
+    assert set(diagnosis) == {"verdict", "overfitting", "underfitting", "unstable", "collapsed"}
     metrics = json.loads((repo / "metrics/eval.json").read_text())
     assert set(metrics) == {"accuracy", "f1", "precision", "recall", "loss"}
     assert all(0 <= metrics[k] <= 1 for k in ("accuracy", "f1", "precision", "recall"))
@@ -42,13 +62,17 @@ def test_pipeline_runs_and_reruns_only_what_a_param_touches(tmp_path, mrpc_dir, 
     confusion = (repo / "metrics/confusion.csv").read_text().splitlines()
     assert confusion[0] == "actual,predicted" and len(confusion) == 17
 
-    # Nothing changed: nothing runs.
-    assert stages_ran(run(["dvc", "repro"], repo).stdout) == set()
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "baseline run"], repo)
+    leaked = [p for p in repo.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert leaked == []
 
+
+def test_nothing_changed_nothing_runs(repo):
+    assert stages_ran(run(["dvc", "repro"], repo).stdout) == set()
+
+
+def test_param_changes_rerun_only_what_they_touch(repo):
     # A train-only param reruns train and evaluate, with the value DVC writes as the string 3e-05.
-    out = run(["dvc", "exp", "run", "-S", "lr=3e-5"], repo)
+    out = run(["dvc", "exp", "run", "-n", "lr-3e-5", "-S", "lr=3e-5"], repo)
     assert stages_ran(out.stdout) == {"train", "evaluate"}
     assert "3e-05" in (repo / "params.yaml").read_text()
 
@@ -58,14 +82,71 @@ def test_pipeline_runs_and_reruns_only_what_a_param_touches(tmp_path, mrpc_dir, 
     assert set(params_diff["params.yaml"]) == {"lr"}
 
     # max_length reruns tokenize and what follows; download stays cached.
-    out = run(["dvc", "exp", "run", "-S", "max_length=24"], repo)
+    out = run(["dvc", "exp", "run", "-n", "len-24", "-S", "max_length=24"], repo)
     assert stages_ran(out.stdout) == {"tokenize", "train", "evaluate"}
+    run(["git", "checkout", "--", "params.yaml"], repo)
 
-    # The plots page renders the three curated plots.
-    run(["dvc", "plots", "show", "-o", "plots"], repo)
-    html = (repo / "plots/index.html").read_text()
+
+def test_queued_grid_runs_each_experiment_with_its_own_params(repo):
+    run(["dvc", "exp", "run", "--queue", "-S", "lr=1e-3,2e-3", "-S", "seed=1,2"], repo)
+    run(["dvc", "queue", "start", "-j", "2"], repo)
+    deadline = time.time() + 600
+    while True:
+        status = run(["dvc", "queue", "status"], repo).stdout
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        assert time.time() < deadline, status
+        time.sleep(2)
+    assert "Failed" not in status, run(["dvc", "queue", "logs", status.split()[-1]], repo, check=False).stdout
+    runs = {}
+    commits = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    for exp in [e for c in commits for e in c.get("experiments") or []]:
+        data = exp["revs"][0]["data"]
+        params = data["params"]["params.yaml"]["data"]
+        runs[(float(params["lr"]), int(params["seed"]))] = data["metrics"]["metrics/eval.json"]["data"]
+    assert {(1e-3, 1), (1e-3, 2), (2e-3, 1), (2e-3, 2)} <= set(runs)
+    assert all({"accuracy", "f1", "loss"} <= set(m) for m in runs.values())
+
+
+def test_exp_show_table_is_readable(repo):
+    table = run(["dvc", "exp", "show", "--md", "--no-pager"], repo).stdout
+    header = table.splitlines()[0]
+    for column in ("lr", "accuracy", "f1", "loss", "verdict"):
+        assert re.search(rf"\b{column}\b", header), header
+
+
+def plots_page(repo: Path, out: Path) -> Path:
+    exps = [e for e in ("lr-3e-5", "len-24") if e in run(["dvc", "exp", "list", "--name-only"], repo).stdout]
+    run(["dvc", "plots", "diff", "-o", str(out), "HEAD", *exps], repo)
+    return out / "index.html"
+
+
+def test_plots_diff_page_has_the_curated_plots(repo, tmp_path):
+    html = plots_page(repo, tmp_path / "plots").read_text()
     for title in ("Loss (train", "Validation accuracy and F1", "Confusion matrix"):
         assert title in html
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_plots_page_renders_in_a_headless_browser(repo, tmp_path):
+    template = ROOT / ".dvc" / "offline_plots.html"
+    if not template.exists():
+        pytest.skip("no offline plot template: run ./setup.sh (needs npm)")
+    shutil.copy(template, repo / ".dvc" / "offline_plots.html")
+    run(["dvc", "config", "--local", "plots.html_template", "offline_plots.html"], repo)
+    page = plots_page(repo, tmp_path / "plots")
+    browser = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000", "--dump-dom", page.as_uri(),
+    ]  # fmt: skip
+    dom = subprocess.run(browser, capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r'<pre id="render-report">(.*?)</pre>', dom, re.S)
+    assert found, dom[-2000:]
+    report = json.loads(found.group(1))
+    assert len(report) >= 3, report  # loss, validation scores, confusion (one per revision)
+    for chart, drawn in report.items():
+        assert "error" not in drawn and drawn["data_marks"] > 0, (chart, drawn)
 
 
 def test_bad_param_fails_before_any_work(tmp_path, mrpc_dir, tiny_model):

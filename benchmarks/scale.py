@@ -1,0 +1,92 @@
+"""Download + tokenize at scale: wall time and peak RSS for synthetic datasets of N sentence pairs.
+
+Writes train/validation/test parquet files of synthetic pairs, then runs the real download and
+tokenize stages on them as child processes (as DVC would) and reports each stage's wall time and
+peak RSS. Memory should stay flat as N grows (Arrow memory-maps; no whole-dataset pandas copy) and
+time should grow about linearly.
+
+    python benchmarks/scale.py --sizes 100000 1000000
+"""
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+WORDS = (
+    "the bank said on monday that its profit rose in the third quarter while shares fell after the "
+    "company cut its forecast for sales of new cars in europe and asia amid weak demand"
+).split()
+
+
+def write_split(path: Path, n: int, seed: int, chunk: int = 100_000) -> None:
+    """Written in chunks so that the generator itself stays small in memory."""
+    rng = random.Random(seed)
+    writer = None
+    for start in range(0, n, chunk):
+        rows = min(chunk, n - start)
+        s1 = [" ".join(rng.choices(WORDS, k=rng.randint(8, 30))) for _ in range(rows)]
+        s2 = [" ".join(rng.choices(WORDS, k=rng.randint(8, 30))) for _ in range(rows)]
+        table = pa.table({"sentence1": s1, "sentence2": s2, "label": [rng.randint(0, 1) for _ in range(rows)]})
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    writer.close()
+
+
+def run_stage(work: Path, stage: str) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one stage process."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", f"stages.{stage}"], cwd=work, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"{stage} failed with status {status}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def bench(n: int, tmp: Path) -> dict:
+    data = tmp / f"data-{n}"
+    data.mkdir()
+    write_split(data / "train.parquet", n, 1)
+    write_split(data / "validation.parquet", max(n // 100, 10), 2)
+    write_split(data / "test.parquet", max(n // 100, 10), 3)
+    work = tmp / f"work-{n}"
+    work.mkdir()
+    params = yaml.safe_load((REPO / "params.yaml").read_text()) | {"dataset": str(data)}
+    (work / "params.yaml").write_text(yaml.safe_dump(params))
+    result = {"pairs": n}
+    for stage in ("download", "tokenize"):
+        result[f"{stage}_s"], result[f"{stage}_rss_mb"] = run_stage(work, stage)
+    shutil.rmtree(data)
+    shutil.rmtree(work)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        results = [bench(n, Path(tmp)) for n in args.sizes]
+    print("| train pairs | download s | download peak RSS MB | tokenize s | tokenize peak RSS MB |")
+    print("|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(
+            f"| {r['pairs']:,} | {r['download_s']:.1f} | {r['download_rss_mb']:.0f} | "
+            f"{r['tokenize_s']:.1f} | {r['tokenize_rss_mb']:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Bad models, failed writes and security defaults: one clear message, no partial output."""
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import BertConfig, BertForSequenceClassification
+
+from stages.common import StageError, atomic_dir, run_stage, warn_remote_code
+from stages.download import copy_checkpoint, load_hub, model_source
+from stages.params import load_params
+from stages.tokenize import check_max_length
+from stages.train import check_labels
+from tests.conftest import ROOT, tool_env, write_mrpc
+
+
+def tiny_config() -> BertConfig:
+    return BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+
+
+def test_model_path_that_does_not_exist():
+    with pytest.raises(StageError, match="model folder ./nope does not exist"):
+        model_source("./nope")
+
+
+def test_model_folder_without_weights(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(StageError, match="has no weights"):
+        copy_checkpoint(tmp_path, tmp_path / "out")
+
+
+def test_hub_model_offline_says_how_to_point_at_a_local_copy(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(StageError, match=r"Offline\? Point `model` at a local checkpoint folder"):
+        model_source("someone/not-a-cached-model")
+
+
+def test_hub_dataset_offline_says_how_to_point_at_a_local_copy(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(StageError, match=r"dvc exp run -S dataset=\.\./shared/mrpc"):
+        load_hub("someone/not-a-cached-dataset", None)
+
+
+def test_classifier_checkpoint_with_other_label_count(tmp_path):
+    config = tiny_config()
+    config.num_labels = 3
+    BertForSequenceClassification(config).save_pretrained(tmp_path)
+    with pytest.raises(StageError, match="classifier with 3 labels, but the data has 2"):
+        check_labels(tmp_path, ["not_equivalent", "equivalent"])
+    check_labels(tmp_path, ["a", "b", "c"])  # agreeing counts pass
+
+
+def test_max_length_beyond_the_model():
+    class Tok:
+        model_max_length = 512
+
+    with pytest.raises(StageError, match="max_length: 1000 exceeds this model's limit of 512"):
+        check_max_length(1000, Tok())
+    check_max_length(512, Tok())
+
+
+def test_pickle_only_checkpoint_converts_with_allow_pickle(tmp_path):
+    src = tmp_path / "src"
+    model = BertForSequenceClassification(tiny_config())
+    model.save_pretrained(src)
+    torch.save(model.state_dict(), src / "pytorch_model.bin")
+    (src / "model.safetensors").unlink()
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    hashes = copy_checkpoint(src, dst, allow_pickle=True)
+    assert "model.safetensors" in hashes
+    loaded = BertForSequenceClassification.from_pretrained(dst, use_safetensors=True)
+    assert torch.equal(loaded.classifier.weight, model.classifier.weight)
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/pwned-by-pickle",))
+
+
+def test_malicious_pickle_is_refused_even_with_allow_pickle(tmp_path):
+    Path("/tmp/pwned-by-pickle").unlink(missing_ok=True)
+    (tmp_path / "config.json").write_text("{}")
+    torch.save({"w": Exploit()}, tmp_path / "pytorch_model.bin")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(StageError, match="could not be loaded as plain weights"):
+        copy_checkpoint(tmp_path, out, allow_pickle=True)
+    assert not Path("/tmp/pwned-by-pickle").exists()
+
+
+def test_security_defaults_are_off():
+    p = load_params(ROOT / "params.yaml")
+    assert p.trust_remote_code is False and p.allow_pickle is False
+
+
+def test_remote_code_is_announced(capsys):
+    warn_remote_code(True)
+    assert "trust_remote_code is ON" in capsys.readouterr().err
+    warn_remote_code(False)
+    assert capsys.readouterr().err == ""
+
+
+def test_full_disk_gives_one_line_and_no_partial_output(tmp_path):
+    target = tmp_path / "raw"
+
+    def stage():
+        with atomic_dir(target) as tmp:
+            (tmp / "part-0").write_text("half")
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "part-1"))
+
+    with pytest.raises(SystemExit, match="No space left on device; the disk is full"):
+        run_stage(stage)
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary folder
+
+
+def test_output_folder_blocked_by_a_file(tmp_path, tiny_model):
+    work = tmp_path / "work"
+    work.mkdir()
+    values = yaml.safe_load((ROOT / "params.yaml").read_text())
+    values.update({"dataset": str(write_mrpc(tmp_path / "mrpc")), "model": str(tiny_model)})
+    (work / "params.yaml").write_text(yaml.safe_dump(values))
+    (work / "data").write_text("not a folder")
+    env = tool_env() | {"PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-m", "stages.download"], cwd=work, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 1
+    assert "error: cannot write" in out.stderr and "a file stands where a folder is needed" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_params_exit_with_one_line(tmp_path):
+    values = yaml.safe_load((ROOT / "params.yaml").read_text()) | {"epochs": "three"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))
+    env = tool_env() | {"PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-m", "stages.train"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert (
+        out.returncode == 1
+        and out.stderr.strip() == "error: params.yaml: 'epochs: three' is not a number; expected int."
+    )
