@@ -7,14 +7,14 @@ runs as a timed child process.
 
 Measures: wall time of the whole train stage process (interpreter start, imports, model load,
 training with per-epoch evaluation, saving the model), train samples/s (= epochs * n_train / wall),
-the child's peak RSS (os.wait4 rusage of that one process), validation accuracy/F1 from the last row
-of metrics/curves/eval.tsv, and the Trainer's own train_runtime_s from metrics/train.json.
+the child's peak RSS (os.wait4 rusage of that one process), validation accuracy/F1 of the stage's
+output model (the evaluate stage's metrics/eval.json, run untimed afterwards), and the Trainer's own
+train_runtime_s from metrics/train.json.
 
     python benchmarks/project.py [--data ../shared/mrpc] [--max-train 64 --max-eval 32 --epochs 1]
 """
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -63,11 +63,6 @@ def run_stage(stage: str, workdir: Path, env: dict) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024  # Linux reports KiB
 
 
-def last_row(path: Path) -> dict:
-    with path.open() as f:
-        return list(csv.DictReader(f, delimiter="\t"))[-1]
-
-
 def main() -> None:
     args = parse_args()
     data_dir = Path(args.data).expanduser().resolve()
@@ -82,7 +77,8 @@ def main() -> None:
         run_stage("download", workdir, env)
         run_stage("tokenize", workdir, env)
         wall, rss = run_stage("train", workdir, env)
-        val = last_row(workdir / "metrics" / "curves" / "eval.tsv")
+        run_stage("evaluate", workdir, env)
+        val = json.loads((workdir / "metrics" / "eval.json").read_text())
         train = json.loads((workdir / "metrics" / "train.json").read_text())
         sizes = {s: len(ds) for s, ds in load_from_disk(str(workdir / "data" / "tokenized")).items()}
 
@@ -98,8 +94,9 @@ def main() -> None:
         "trainer_runtime_s": train["train_runtime_s"],
         "samples_per_s": round(params["epochs"] * sizes["train"] / wall, 2),
         "peak_rss_mb": round(rss, 1),
-        "val_accuracy": float(val["val_accuracy"]),
-        "val_f1": float(val["val_f1"]),
+        "val_accuracy": val["accuracy"],
+        "val_f1": val["f1"],
+        "best_epoch": train["best_epoch"],
     }
     line = json.dumps(result)
     print(f"RESULT {line}", flush=True)

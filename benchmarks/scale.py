@@ -37,7 +37,9 @@ def write_split(path: Path, n: int, seed: int, chunk: int = 100_000) -> None:
         rows = min(chunk, n - start)
         s1 = [" ".join(rng.choices(WORDS, k=rng.randint(8, 30))) for _ in range(rows)]
         s2 = [" ".join(rng.choices(WORDS, k=rng.randint(8, 30))) for _ in range(rows)]
-        table = pa.table({"sentence1": s1, "sentence2": s2, "label": [rng.randint(0, 1) for _ in range(rows)]})
+        table = pa.table(
+            {"sentence1": s1, "sentence2": s2, "label": [rng.randint(0, 1) for _ in range(rows)]}
+        )
         writer = writer or pq.ParquetWriter(path, table.schema)
         writer.write_table(table)
     writer.close()
@@ -47,7 +49,9 @@ def run_stage(work: Path, stage: str) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one stage process."""
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", f"stages.{stage}"], cwd=work, env=env, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", f"stages.{stage}"], cwd=work, env=env, stdout=subprocess.DEVNULL
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if status != 0:
@@ -74,7 +78,9 @@ def bench(n: int, tmp: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

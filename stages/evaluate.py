@@ -4,6 +4,7 @@ and a diagnosis of the training curves (diagnosis.json: verdict and flags; diagn
 evidence and suggestions)."""
 
 import csv
+import time
 
 import numpy as np
 import torch
@@ -117,10 +118,12 @@ def main() -> None:
         ),
     )
 
+    start = time.perf_counter()
     val = data["validation"]
     val_logits = predict(trainer, val)  # gathered from all processes under a distributed launcher
     test = data["test"] if "test" in data else None
     test_logits = predict(trainer, test) if test is not None else np.zeros((0, len(names)))
+    print(f"evaluate: predictions took {time.perf_counter() - start:.1f} s", flush=True)
     if not trainer.is_world_process_zero():
         return
     val_labels = np.array(val["label"])
