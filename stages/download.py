@@ -8,9 +8,11 @@ is a DVC output, hashed in dvc.lock and in data/source.json.
 """
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, load_dataset
 
 from stages.common import (
@@ -21,6 +23,7 @@ from stages.common import (
     StageError,
     atomic_dir,
     run_stage,
+    sha256_file,
     warn_remote_code,
     write_json,
 )
@@ -31,9 +34,8 @@ MRPC_LABELED_HEADER = ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]
 MRPC_TEST_HEADER = ["index", "#1 ID", "#2 ID", "#1 String", "#2 String"]
 SPLIT_NAMES = {"train": ["train"], "validation": ["validation", "dev"], "test": ["test"]}
 FORMATS = {".tsv": "csv", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-MODEL_FILES = [
+MODEL_FILES = [  # config and tokenizer; weights are found by safetensors_files()
     "config.json",
-    "model.safetensors",
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
@@ -156,7 +158,7 @@ def load_table(path: Path) -> Dataset:
     ds = ds.select_columns(keep)
     check_empty_sentences(ds, str(path))
     if "idx" not in ds.column_names:
-        ds = ds.add_column("idx", list(range(len(ds))))
+        ds = ds.add_column("idx", np.arange(len(ds)))  # not a Python list: 1M ints would be ~60 MB
     return ds
 
 
@@ -169,8 +171,10 @@ def check_empty_sentences(ds: Dataset, name: str) -> None:
         values = ds.data.column(col)
         if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
             raise StageError(f"{name}: column {col} holds {values.type}, not text.")
-        blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0)
-        count = pc.sum(pc.or_kleene(pc.is_null(values), blank)).as_py() or 0
+        count = 0
+        for chunk in values.chunks:  # chunk by chunk: trimming copies the strings
+            blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(chunk)), 0)
+            count += pc.sum(pc.or_kleene(pc.is_null(chunk), blank)).as_py() or 0
         if count:
             raise StageError(f"{name}: {count} empty {col} value(s); every pair needs two sentences.")
 
@@ -180,7 +184,7 @@ def normalise_labels(splits: dict[str, Dataset], source: str) -> DatasetDict:
     for split, ds in list(splits.items()):
         if len(ds) == 0:
             raise StageError(f"{source}: split '{split}' is empty.")
-        if "label" in ds.column_names and all(v in (-1, None) for v in ds["label"]):
+        if "label" in ds.column_names and ds.unique("label") in ([-1], [None], [-1, None], [None, -1]):
             splits[split] = ds.remove_columns("label")
     for split in ("train", "validation"):
         if "label" not in splits[split].column_names:
@@ -264,7 +268,11 @@ def model_source(model: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(model, allow_patterns=MODEL_FILES))
+        return Path(
+            snapshot_download(
+                model, allow_patterns=[*MODEL_FILES, "*.safetensors", "*.safetensors.index.json"]
+            )
+        )
     except Exception as e:
         raise StageError(
             f"could not fetch model '{model}' from the Hugging Face Hub: {type(e).__name__}: {e}\n"
@@ -279,8 +287,9 @@ def copy_checkpoint(
     trust_remote_code); return {file: sha256}. Downstream stages only ever load safetensors."""
     if not (src / "config.json").exists():
         raise StageError(f"model folder {src} has no config.json: it is not a Hugging Face checkpoint.")
-    pickled = sorted(p.name for p in src.glob("*.bin")) + sorted(p.name for p in src.glob("*.pt"))
-    if not (src / "model.safetensors").exists():
+    weights = safetensors_files(src)
+    if not weights:
+        pickled = sorted(p.name for p in src.glob("*.bin")) + sorted(p.name for p in src.glob("*.pt"))
         if not pickled:
             raise StageError(
                 f"model folder {src} has no weights (model.safetensors): a config alone can't train."
@@ -291,8 +300,14 @@ def copy_checkpoint(
                 "code when loaded. Convert it (model.save_pretrained(dir) saves safetensors), or if you "
                 "trust the file set allow_pickle: true to convert it here with torch's weights-only loader."
             )
-        convert_pickled(src / pickled[0], dst / "model.safetensors")
-    names = MODEL_FILES + (sorted(p.name for p in src.glob("*.py")) if remote_code else [])
+        if not (src / "pytorch_model.bin").exists():  # sharded or oddly named: no guessing
+            raise StageError(
+                f"allow_pickle converts a single pytorch_model.bin; {src} has {pickled}. Load it with "
+                "transformers and save_pretrained() it (safetensors), then point `model` at that folder."
+            )
+        convert_pickled(src / "pytorch_model.bin", dst / "model.safetensors")
+        weights = ["model.safetensors"]
+    names = MODEL_FILES + weights + (sorted(p.name for p in src.glob("*.py")) if remote_code else [])
     hashes = {}
     for name in names:
         if (src / name).exists() and not (dst / name).exists():
@@ -300,6 +315,20 @@ def copy_checkpoint(
         if (dst / name).exists():
             hashes[name] = sha256_file(dst / name)
     return hashes
+
+
+def safetensors_files(src: Path) -> list[str]:
+    """model.safetensors, or a sharded checkpoint's index and shards."""
+    if (src / "model.safetensors").exists():
+        return ["model.safetensors"]
+    index = src / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        missing = [s for s in shards if not (src / s).exists()]
+        if missing:
+            raise StageError(f"model folder {src}: shards {missing} named in {index.name} are missing.")
+        return [index.name, *shards]
+    return []
 
 
 def convert_pickled(weights: Path, out: Path) -> None:
@@ -311,15 +340,9 @@ def convert_pickled(weights: Path, out: Path) -> None:
         state = torch.load(weights, map_location="cpu", weights_only=True)  # refuses arbitrary objects
     except Exception as e:
         raise StageError(f"{weights} could not be loaded as plain weights: {e}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise StageError(f"{weights} is not a flat state dict of tensors (an optimizer or training state?).")
     save_file({k: v.contiguous().clone() for k, v in state.items()}, out)  # clone: no shared storage
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def sha256_arrow(folder: Path) -> str:

@@ -18,18 +18,21 @@ from transformers import (
 )
 
 from stages.common import (
+    EVAL_CURVE,
     METRICS,
     MODEL,
     TOKENIZED,
+    TRAIN_CURVE,
     bf16_supported,
     choose_precision,
+    precision_args,
     run_stage,
     warn_remote_code,
     write_json,
     write_text_atomic,
 )
 from stages.diagnose import diagnose, format_report
-from stages.metric import ClassificationMetrics
+from stages.metric import scores_with_loss
 from stages.params import Params, load_params
 
 EVAL_METRICS = METRICS / "eval.json"
@@ -38,35 +41,16 @@ CONFUSION = METRICS / "confusion.csv"
 PREDICTIONS = METRICS / "test_predictions.tsv"
 DIAGNOSIS = METRICS / "diagnosis.json"
 DIAGNOSIS_DETAILS = METRICS / "diagnosis_details.json"
-TRAIN_CURVE = METRICS / "curves" / "train.tsv"
-EVAL_CURVE = METRICS / "curves" / "eval.tsv"
 
 
 def eval_args(p: Params, precision: str) -> TrainingArguments:
     return TrainingArguments(
         output_dir="data/checkpoints",
         per_device_eval_batch_size=p.eval_batch_size,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=not torch.cuda.is_available(),
+        **precision_args(precision),
         disable_tqdm=False,
         report_to="none",
     )
-
-
-def score(logits: np.ndarray, labels: np.ndarray) -> dict:
-    """Metrics through evaluate's add_batch/compute, plus the mean cross-entropy loss."""
-    metric = ClassificationMetrics(keep_in_memory=True)
-    predictions = logits.argmax(-1)
-    for start in range(0, len(labels), 1024):  # the way a streaming evaluation feeds it
-        metric.add_batch(
-            predictions=predictions[start : start + 1024], references=labels[start : start + 1024]
-        )
-    result = metric.compute(num_labels=logits.shape[-1])
-    loss = torch.nn.functional.cross_entropy(
-        torch.from_numpy(logits).float(), torch.from_numpy(labels).long()
-    )
-    return {**result, "loss": float(loss)}
 
 
 def confusion_csv(predictions: np.ndarray, labels: np.ndarray, names: list[str]) -> str:
@@ -127,13 +111,13 @@ def main() -> None:
     if not trainer.is_world_process_zero():
         return
     val_labels = np.array(val["label"])
-    val_metrics = score(val_logits, val_labels)
+    val_metrics = scores_with_loss(val_logits, val_labels)
     write_json(EVAL_METRICS, val_metrics)
     write_text_atomic(CONFUSION, confusion_csv(val_logits.argmax(-1), val_labels, names))
 
     test_metrics = {"pairs": len(test_logits)}
     if test is not None and "label" in test.column_names:
-        test_metrics.update(score(test_logits, np.array(test["label"])))
+        test_metrics.update(scores_with_loss(test_logits, np.array(test["label"])))
     write_json(TEST_METRICS, test_metrics)
     indices = test["idx"] if test is not None else []
     write_text_atomic(PREDICTIONS, predictions_tsv(indices, test_logits.argmax(-1)))

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, get_scheduler
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_parameter_names
 
-from stages.metric import classification_metrics
+from stages.metric import scores_with_loss
 from stages.params import Params
 
 MIXED = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
@@ -60,10 +60,11 @@ def evaluate(accelerator: Accelerator, model, loader: DataLoader) -> dict:
             logits.append(lg.cpu())
             labels.append(lb.cpu())
     model.train()
-    logits, labels = torch.cat(logits), torch.cat(labels)
-    scores = classification_metrics(logits.argmax(-1).tolist(), labels.tolist(), num_labels=logits.shape[-1])
-    loss = torch.nn.functional.cross_entropy(logits, labels).item()
-    return {"eval_loss": loss, **{f"eval_{k}": v for k, v in scores.items()}}
+    return {f"eval_{k}": v for k, v in scores_with_loss(torch.cat(logits), torch.cat(labels)).items()}
+
+
+def out_of_patience(p: Params, epochs_without_gain: int) -> bool:
+    return bool(p.early_stopping_patience) and epochs_without_gain >= p.early_stopping_patience
 
 
 def is_better(value: float, best: float | None, greater: bool) -> bool:
@@ -77,10 +78,21 @@ def save_checkpoint(accelerator: Accelerator, folder: Path, step: int, state: di
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / "loop_state.json").write_text(json.dumps(state))
-        for old in folder.glob("step-[0-9]*"):
-            shutil.rmtree(old)
+        shutil.rmtree(final, ignore_errors=True)  # the same step saved before (epoch end, then Ctrl-C)
         tmp.rename(final)
+        # Older ones go only now, so at every moment one complete checkpoint exists.
+        for old in [*folder.glob("step-[0-9]*"), *folder.glob("tmp-[0-9]*")]:
+            if old != final:
+                shutil.rmtree(old)
     accelerator.wait_for_everyone()
+
+
+def save_best(model, best_dir: Path) -> None:
+    tmp = best_dir.with_name(best_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    shutil.rmtree(best_dir, ignore_errors=True)
+    tmp.rename(best_dir)
 
 
 def train_with_accelerate(p: Params, precision, data: DatasetDict, tokenizer, model, resume, interrupt):
@@ -96,7 +108,8 @@ def train_with_accelerate(p: Params, precision, data: DatasetDict, tokenizer, mo
     eval_loader = DataLoader(
         data["validation"].remove_columns(["idx"]), batch_size=p.eval_batch_size, collate_fn=collator
     )
-    optimizer = torch.optim.AdamW(param_groups(model, p.weight_decay), lr=p.lr)
+    # fused: one kernel for all parameters, as the Trainer's default optimizer (adamw_torch_fused)
+    optimizer = torch.optim.AdamW(param_groups(model, p.weight_decay), lr=p.lr, fused=True)
     # Optimizer steps per epoch and process, counted as the prepared loader will shard the data.
     batches = math.ceil(len(train_ds) / p.batch_size / accelerator.num_processes)
     steps_per_epoch = math.ceil(batches / p.grad_accum)
@@ -122,7 +135,8 @@ def train_with_accelerate(p: Params, precision, data: DatasetDict, tokenizer, mo
     start, window = time.perf_counter(), []
     bar = tqdm(total=total, initial=st["step"], disable=not accelerator.is_local_main_process, desc="train")
     model.train()
-    while st["epoch"] < p.epochs and not interrupt.requested:
+    # out_of_patience in the condition too: a run killed right after its stopping epoch stays stopped.
+    while st["epoch"] < p.epochs and not out_of_patience(p, st["bad"]) and not interrupt.requested:
         loader = accelerator.prepare(train_loader(train_ds, p, collator, st["epoch"]))
         if st["batches_done"]:
             loader = accelerator.skip_first_batches(loader, st["batches_done"])
@@ -152,7 +166,7 @@ def train_with_accelerate(p: Params, precision, data: DatasetDict, tokenizer, mo
                 }
                 st["log_history"].append(row)
                 window = []
-            if interrupt.requested:
+            if interrupt.everywhere():
                 break
         if interrupt.requested:
             save_checkpoint(accelerator, CHECKPOINTS, st["step"], st)
@@ -164,11 +178,11 @@ def train_with_accelerate(p: Params, precision, data: DatasetDict, tokenizer, mo
         if is_better(scores[metric], st["best"], greater):
             st["best"], st["best_epoch"], st["bad"] = scores[metric], float(st["epoch"]), 0
             if accelerator.is_main_process:
-                accelerator.unwrap_model(model).save_pretrained(best_dir)
+                save_best(accelerator.unwrap_model(model), best_dir)
         else:
             st["bad"] += 1
         save_checkpoint(accelerator, CHECKPOINTS, st["step"], st)
-        if p.early_stopping_patience and st["bad"] >= p.early_stopping_patience:
+        if out_of_patience(p, st["bad"]):
             accelerator.print(f"early stopping: no gain in {metric} for {st['bad']} epoch(s)")
             break
     bar.close()

@@ -40,6 +40,22 @@ def _prf(pairs: list[tuple[int, int]], cls: int) -> tuple[float, float, float]:
     return precision, recall, f1
 
 
+def scores_with_loss(logits, labels) -> dict:
+    """Accuracy, F1, precision, recall (evaluate's add_batch/compute) and mean cross-entropy, from logits."""
+    import torch
+
+    logits, labels = torch.as_tensor(logits).float(), torch.as_tensor(labels).long()
+    predictions = logits.argmax(-1)
+    metric = ClassificationMetrics(keep_in_memory=True)
+    for start in range(0, len(labels), 1024):  # the way a streaming evaluation feeds it
+        metric.add_batch(
+            predictions=predictions[start : start + 1024].tolist(),
+            references=labels[start : start + 1024].tolist(),
+        )
+    result = metric.compute(num_labels=logits.shape[-1])
+    return {**result, "loss": torch.nn.functional.cross_entropy(logits, labels).item()}
+
+
 def classification_metrics(predictions, references, num_labels: int = 2) -> dict:
     """One-shot helper: a fresh in-memory metric, fed in one batch."""
     metric = ClassificationMetrics(keep_in_memory=True)

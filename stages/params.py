@@ -56,6 +56,7 @@ class Params:
     logging_steps: int
     group_by_length: bool
     freeze_embeddings: bool
+    freeze_layers: int
     engine: str
     early_stopping_patience: int
     metric_for_best_model: str
@@ -82,6 +83,8 @@ RULES = {
     "max_grad_norm": (lambda v: v >= 0, "a float >= 0 (0 turns clipping off)"),
     "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
     "logging_steps": (lambda v: v >= 1, "an integer >= 1"),
+    "freeze_layers": (lambda v: 0 <= v <= 48, "an integer >= 0: how many bottom encoder layers to freeze"),
+    "seed": (lambda v: 0 <= v < 2**32, "an integer from 0 to 2**32 - 1"),
     "engine": (lambda v: v in ENGINES, f"one of {', '.join(ENGINES)}"),
     "early_stopping_patience": (lambda v: v >= 0, "an integer >= 0 (0 turns early stopping off)"),
     "metric_for_best_model": (lambda v: v in BEST_METRICS, f"one of {', '.join(BEST_METRICS)}"),

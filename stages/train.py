@@ -12,7 +12,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,15 +32,19 @@ from transformers import (
 )
 
 from stages.common import (
+    EVAL_CURVE,
     METRICS,
     MODEL,
     PRETRAINED,
     TOKENIZED,
+    TRAIN_CURVE,
     StageError,
     atomic_dir,
     bf16_supported,
     choose_precision,
+    precision_args,
     run_stage,
+    sha256_file,
     warn_remote_code,
     write_json,
     write_text_atomic,
@@ -49,14 +53,12 @@ from stages.metric import classification_metrics
 from stages.params import Params, as_dict, load_params
 
 CHECKPOINTS = Path("data/checkpoints")  # scratch space for resuming; not a DVC output
-TRAIN_CURVE = METRICS / "curves" / "train.tsv"
-EVAL_CURVE = METRICS / "curves" / "eval.tsv"
 TRAIN_METRICS = METRICS / "train.json"
 # The params that change what training computes; a checkpoint made under others is not resumed.
 TRAIN_KEYS = [
     "lr", "epochs", "batch_size", "weight_decay", "warmup", "lr_scheduler", "grad_accum", "max_grad_norm",
-    "seed", "precision", "group_by_length", "freeze_embeddings", "engine", "early_stopping_patience",
-    "metric_for_best_model", "logging_steps",
+    "seed", "precision", "group_by_length", "freeze_embeddings", "freeze_layers", "engine",
+    "early_stopping_patience", "metric_for_best_model", "logging_steps",
 ]  # fmt: skip
 
 
@@ -72,7 +74,6 @@ class Outcome:
     is_main: bool
     interrupted: bool = False
     resumed_from: str | None = None
-    extra: dict = field(default_factory=dict)
 
 
 class Interrupt:
@@ -89,34 +90,52 @@ class Interrupt:
         self.requested = True
         print("\ntrain: interrupted; saving a checkpoint to resume from (Ctrl-C again to abort)", flush=True)
 
+    def everywhere(self) -> bool:
+        """True once any process got the signal. Under torchrun/accelerate launch all ranks must stop at
+        the same step: a rank that stops alone leaves the others waiting in an all-reduce."""
+        import torch.distributed as dist
 
-def fingerprint(p: Params, data_dir: Path = TOKENIZED, pretrained: Path = PRETRAINED) -> str:
-    """Identity of a training run: train params, the tokenized data instance, the starting weights."""
-    h = hashlib.sha256(json.dumps({k: as_dict(p)[k] for k in TRAIN_KEYS}, sort_keys=True).encode())
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            from accelerate import PartialState
+
+            flag = torch.tensor([1.0 if self.requested else 0.0], device=PartialState().device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            self.requested = bool(flag.item())
+        return self.requested
+
+
+def fingerprint(p: Params, precision: str, processes: int, data_dir: Path = TOKENIZED) -> str:
+    """Identity of a training run: train params, resolved precision, process count (step counts are per
+    process), the tokenized data instance and the starting weights."""
+    run = {k: as_dict(p)[k] for k in TRAIN_KEYS} | {"precision": precision, "processes": processes}
+    h = hashlib.sha256(json.dumps(run, sort_keys=True).encode())
     for state in sorted(data_dir.glob("*/state.json")):  # datasets writes a fresh fingerprint per save
         h.update(state.read_bytes())
-    with (pretrained / "model.safetensors").open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
+    for weights in sorted(PRETRAINED.glob("*.safetensors")):
+        h.update(sha256_file(weights).encode())
     return h.hexdigest()
+
+
+def read_stamp(stamp: Path) -> str | None:
+    try:
+        return json.loads(stamp.read_text()).get("fingerprint")
+    except (OSError, ValueError, AttributeError):  # missing or cut short by a kill: treat as stale
+        return None
 
 
 def prepare_checkpoints(folder: Path, run_id: str, is_main: bool) -> Path | None:
     """Return the newest complete checkpoint of this same run, or None; wipe checkpoints of other runs."""
     stamp = folder / "run.json"
-    same_run = stamp.exists() and json.loads(stamp.read_text()).get("fingerprint") == run_id
-    if not same_run:
+    if read_stamp(stamp) != run_id:
         if is_main:
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True, exist_ok=True)
-            stamp.write_text(json.dumps({"fingerprint": run_id}))
+            write_text_atomic(stamp, json.dumps({"fingerprint": run_id}))
         return None
-    # trainer_state.json / loop_state.json are written last: without one the checkpoint is partial.
-    done = [
-        d
-        for d in folder.glob("*-[0-9]*")
-        if (d / "trainer_state.json").exists() or (d / "loop_state.json").exists()
-    ]
+    # The Trainer writes checkpoint-N/trainer_state.json last; the Accelerate loop renames tmp-N to
+    # step-N when complete. A folder without its marker is partial and is never resumed from.
+    done = [d for d in folder.glob("checkpoint-[0-9]*") if (d / "trainer_state.json").exists()]
+    done += [d for d in folder.glob("step-[0-9]*") if (d / "loop_state.json").exists()]
     return max(done, key=lambda d: int(d.name.rsplit("-", 1)[1]), default=None)
 
 
@@ -148,7 +167,25 @@ def load_model(p: Params, label_names: list[str]) -> torch.nn.Module:
     if p.freeze_embeddings:
         # The word-embedding matrix is half of MiniLM's parameters and dominates the optimizer step.
         model.get_input_embeddings().weight.requires_grad_(False)
+    if p.freeze_layers:
+        freeze_bottom_layers(model, p.freeze_layers, freeze_embeddings=p.freeze_embeddings)
     return model
+
+
+def freeze_bottom_layers(model: torch.nn.Module, n: int, freeze_embeddings: bool) -> None:
+    """Freeze the n lowest encoder layers. With the embeddings frozen too, nothing below layer n needs
+    a gradient, so the backward pass stops there: the saving grows with n."""
+    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    if layers is None:
+        raise StageError(
+            f"freeze_layers: {type(model).__name__} has no base_model.encoder.layer; set it to 0."
+        )
+    if n > len(layers):
+        raise StageError(f"freeze_layers: {n} exceeds the model's {len(layers)} layers.")
+    for layer in layers[:n]:
+        layer.requires_grad_(False)
+    if freeze_embeddings:
+        model.base_model.embeddings.requires_grad_(False)  # positions and token types too
 
 
 def best_metric_key(p: Params) -> tuple[str, bool]:
@@ -175,12 +212,13 @@ def training_args(p: Params, precision: str, output_dir: Path) -> TrainingArgume
         lr_scheduler_type=p.lr_scheduler,
         max_grad_norm=p.max_grad_norm,
         seed=p.seed,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=not torch.cuda.is_available(),
+        **precision_args(precision),
         eval_strategy="epoch",
         save_strategy="epoch",
-        save_total_limit=1,  # with load_best_model_at_end the best one is kept too
+        # 2, not 1: with load_best_model_at_end the best is always kept, and at 1 the Trainer deletes the
+        # latest checkpoint at the end of train(), also the one an interrupt has just saved.
+        save_total_limit=2,
+        restore_callback_states_from_checkpoint=True,  # early stopping's patience counter survives a resume
         load_best_model_at_end=True,
         metric_for_best_model=metric,
         greater_is_better=greater,
@@ -196,8 +234,15 @@ class StopOnInterrupt(TrainerCallback):
     def __init__(self, interrupt: Interrupt) -> None:
         self.interrupt = interrupt
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        # A resumed run restores the control flags saved with the checkpoint ("save", and "stop" after an
+        # interrupt): start from clean ones, as an uninterrupted run does.
+        control._new_training()
+        control._new_epoch()
+        control._new_step()
+
     def on_step_end(self, args, state, control, **kwargs):
-        if self.interrupt.requested:
+        if self.interrupt.everywhere():
             control.should_save = True
             control.should_training_stop = True
 
@@ -273,10 +318,12 @@ def write_outputs(p: Params, precision: str, out: Outcome, tokenizer, n_train: i
         TRAIN_METRICS,
         {
             "train_loss": train_rows[-1]["train_loss"] if train_rows else None,
+            # Time of this process only: after a resume it does not cover the epochs run before, so
+            # a throughput would be wrong; it is left out (null) then.
             "train_runtime_s": round(out.train_seconds, 1),
-            "train_samples_per_s": round(n_train * epochs_run / out.train_seconds, 1)
-            if out.train_seconds
-            else 0,
+            "train_samples_per_s": None
+            if out.resumed_from or not out.train_seconds
+            else round(n_train * epochs_run / out.train_seconds, 1),
             "steps": out.global_step,
             "epochs_run": epochs_run,
             "best_epoch": out.best_epoch,
@@ -302,7 +349,8 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(PRETRAINED, trust_remote_code=p.trust_remote_code)
     from accelerate import PartialState  # knows the rank under torchrun / accelerate launch
 
-    state, run_id = PartialState(), fingerprint(p)
+    state = PartialState()
+    run_id = fingerprint(p, precision, state.num_processes)
     if state.is_main_process:  # the main process alone wipes a stale run, then the others look
         resume = prepare_checkpoints(CHECKPOINTS, run_id, is_main=True)
     state.wait_for_everyone()

@@ -147,3 +147,34 @@ def test_bad_params_exit_with_one_line(tmp_path):
         out.returncode == 1
         and out.stderr.strip() == "error: params.yaml: 'epochs: three' is not a number; expected int."
     )
+
+
+def test_sharded_pickle_is_not_guessed_at(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    for i in (1, 2):
+        torch.save({"w": torch.zeros(1)}, tmp_path / f"pytorch_model-0000{i}-of-00002.bin")
+    with pytest.raises(StageError, match="converts a single pytorch_model.bin"):
+        copy_checkpoint(tmp_path, tmp_path, allow_pickle=True)
+
+
+def test_non_weights_pickle_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "epoch": 3}, tmp_path / "pytorch_model.bin")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(StageError, match="not a flat state dict of tensors"):
+        copy_checkpoint(tmp_path, out, allow_pickle=True)
+
+
+def test_sharded_safetensors_are_copied(tmp_path):
+    import json
+
+    src = tmp_path / "src"
+    BertForSequenceClassification(tiny_config()).save_pretrained(src, max_shard_size="20KB")
+    assert (src / "model.safetensors.index.json").exists()
+    out = tmp_path / "out"
+    out.mkdir()
+    hashes = copy_checkpoint(src, out)
+    shards = set(json.loads((src / "model.safetensors.index.json").read_text())["weight_map"].values())
+    assert shards <= set(hashes) and len(shards) > 1
+    BertForSequenceClassification.from_pretrained(out, use_safetensors=True)

@@ -71,3 +71,9 @@ def test_booleans(value, expected):
 def test_bad_boolean():
     with pytest.raises(ParamsError, match="group_by_length.*true or false"):
         parse_params(defaults() | {"group_by_length": "maybe"})
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seed_range(seed):
+    with pytest.raises(ParamsError, match="seed"):
+        parse_params(defaults() | {"seed": seed})

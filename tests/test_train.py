@@ -201,3 +201,90 @@ def test_no_weight_decay_on_biases_and_layernorm():
 
 def test_warmup_ratio_or_steps():
     assert warmup_steps(0.1, 100) == 10 and warmup_steps(7, 100) == 7 and warmup_steps(0, 100) == 0
+
+
+def test_trainer_arguments_follow_the_params():
+    from stages.params import parse_params
+    from stages.train import training_args
+    from tests.test_params import defaults
+
+    p = parse_params(
+        defaults() | {"max_grad_norm": 0.5, "warmup": 7, "lr_scheduler": "cosine", "grad_accum": 3}
+    )
+    args = training_args(p, "bf16", Path("unused"))
+    assert (args.max_grad_norm, args.warmup_steps, args.gradient_accumulation_steps) == (0.5, 7, 3)
+    assert args.lr_scheduler_type == "cosine" and args.bf16 and not args.fp16
+    assert args.load_best_model_at_end and args.metric_for_best_model == "eval_f1" and args.greater_is_better
+    assert args.train_sampling_strategy == "group_by_length"
+
+
+class NoInterrupt:
+    requested = False
+
+    def everywhere(self) -> bool:
+        return False
+
+
+def run_loop_in_process(work: Path, monkeypatch, **params):
+    """The Accelerate loop called directly, so a test can spy on what it does."""
+    from datasets import load_from_disk
+    from transformers import AutoTokenizer
+
+    from stages.loop import train_with_accelerate
+    from stages.params import load_params
+    from stages.train import load_model
+
+    set_params(work, **params)
+    monkeypatch.chdir(work)
+    p = load_params()
+    data = load_from_disk("data/tokenized")
+    model = load_model(p, data["train"].features["label"].names)
+    tokenizer = AutoTokenizer.from_pretrained("data/pretrained")
+    return train_with_accelerate(p, "fp32", data, tokenizer, model, None, NoInterrupt())
+
+
+@pytest.mark.parametrize("max_grad_norm, calls", [(0.25, 20), (0.0, 0)])
+def test_loop_clips_gradients_once_per_optimizer_step(prepared, tmp_path, monkeypatch, max_grad_norm, calls):
+    from accelerate import Accelerator
+
+    seen = []
+    real = Accelerator.clip_grad_norm_
+    monkeypatch.setattr(
+        Accelerator,
+        "clip_grad_norm_",
+        lambda self, ps, max_norm, **kw: seen.append(max_norm) or real(self, ps, max_norm),
+    )
+    work = copy_work(prepared, tmp_path / "w")
+    run_loop_in_process(work, monkeypatch, epochs=1, max_grad_norm=max_grad_norm, grad_accum=1)
+    assert seen == [max_grad_norm] * calls  # 160 pairs / batch 8 = 20 optimizer steps
+
+
+@pytest.mark.parametrize("scheduler", ["constant", "linear", "cosine"])
+def test_loop_follows_the_lr_schedule(prepared, tmp_path, monkeypatch, scheduler):
+    work = copy_work(prepared, tmp_path / "w")
+    out = run_loop_in_process(
+        work, monkeypatch, epochs=1, lr_scheduler=scheduler, warmup=0, logging_steps=1, lr=1e-3
+    )
+    lrs = [r["learning_rate"] for r in out.log_history if "learning_rate" in r]
+    assert len(lrs) == 20
+    if scheduler == "constant":
+        assert lrs == pytest.approx([1e-3] * 20)
+    else:
+        assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False)) and lrs[-1] == pytest.approx(
+            0, abs=1e-4
+        )
+
+
+def test_freeze_bottom_layers():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from stages.train import freeze_bottom_layers
+
+    config = BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
+    model = BertForSequenceClassification(config)
+    freeze_bottom_layers(model, 1, freeze_embeddings=True)
+    trainable = {n for n, w in model.named_parameters() if w.requires_grad}
+    assert not [n for n in trainable if n.startswith(("bert.embeddings", "bert.encoder.layer.0."))]
+    assert any(n.startswith("bert.encoder.layer.1.") for n in trainable) and "classifier.weight" in trainable
+    with pytest.raises(StageError, match="exceeds the model's 2 layers"):
+        freeze_bottom_layers(model, 3, freeze_embeddings=False)
