@@ -246,6 +246,12 @@ class StopOnInterrupt(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
 
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.interrupt.requested:
+            # The Trainer still ends the cut-short epoch: no evaluation of a part epoch (it would be a
+            # validation row at epoch 1.3), only the checkpoint.
+            control.should_evaluate = False
+
 
 def train_with_trainer(p, precision, data, tokenizer, resume, interrupt) -> Outcome:
     callbacks = [StopOnInterrupt(interrupt)]
