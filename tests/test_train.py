@@ -84,11 +84,12 @@ def test_engines_share_one_contract(prepared, tmp_path, engine):
     assert {"accuracy", "f1", "loss", "precision", "recall"} == set(read(work, "metrics/eval.json"))
 
 
-def test_same_seed_same_metrics(prepared, tmp_path):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_same_seed_same_metrics(prepared, tmp_path, engine):
     runs = []
     for i in range(2):
         work = copy_work(prepared, tmp_path / f"run{i}")
-        stage_run(work, "train")
+        stage_run(work, "train", engine=engine)
         runs.append((read(work, "metrics/curves/eval.tsv"), read(work, "metrics/curves/train.tsv")))
     assert runs[0] == runs[1]
 
