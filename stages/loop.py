@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, get_scheduler
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_parameter_names
 
+from stages.common import atomic_dir
 from stages.metric import scores_with_loss
 from stages.params import Params
 
@@ -85,14 +86,6 @@ def save_checkpoint(accelerator: Accelerator, folder: Path, step: int, state: di
             if old != final:
                 shutil.rmtree(old)
     accelerator.wait_for_everyone()
-
-
-def save_best(model, best_dir: Path) -> None:
-    tmp = best_dir.with_name(best_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    shutil.rmtree(best_dir, ignore_errors=True)
-    tmp.rename(best_dir)
 
 
 def train_with_accelerate(p: Params, precision, data: DatasetDict, tokenizer, model, resume, interrupt):
@@ -178,7 +171,8 @@ def train_with_accelerate(p: Params, precision, data: DatasetDict, tokenizer, mo
         if is_better(scores[metric], st["best"], greater):
             st["best"], st["best_epoch"], st["bad"] = scores[metric], float(st["epoch"]), 0
             if accelerator.is_main_process:
-                save_best(accelerator.unwrap_model(model), best_dir)
+                with atomic_dir(best_dir) as tmp:  # a kill mid-save keeps the previous best intact
+                    accelerator.unwrap_model(model).save_pretrained(tmp)
         else:
             st["bad"] += 1
         save_checkpoint(accelerator, CHECKPOINTS, st["step"], st)
