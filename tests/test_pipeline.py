@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, TINY_TRAIN, make_repo, run, write_mrpc
+from tests.conftest import ROOT, TINY_TRAIN, make_repo, run, tool_env, write_mrpc
 
 STAGES = {"download", "tokenize", "train", "evaluate"}
 SECRET = "hf_NotARealTokenButSecret123"
@@ -89,7 +89,17 @@ def test_param_changes_rerun_only_what_they_touch(repo):
 
 def test_queued_grid_runs_each_experiment_with_its_own_params(repo):
     run(["dvc", "exp", "run", "--queue", "-S", "lr=1e-3,2e-3", "-S", "seed=1,2"], repo)
-    run(["dvc", "queue", "start", "-j", "2"], repo)
+    # Not through run(): `queue start` leaves worker daemons behind that inherit its stdout/stderr, and
+    # capturing those pipes would wait for the workers to exit, which an idle worker may never do.
+    started = subprocess.run(
+        ["dvc", "queue", "start", "-j", "2"],
+        cwd=repo,
+        env=tool_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert started.returncode == 0
     deadline = time.time() + 600
     while True:
         status = run(["dvc", "queue", "status"], repo).stdout
@@ -97,6 +107,7 @@ def test_queued_grid_runs_each_experiment_with_its_own_params(repo):
             break
         assert time.time() < deadline, status
         time.sleep(2)
+    run(["dvc", "queue", "stop"], repo, check=False)  # no idle worker outlives the test
     assert "Failed" not in status, run(["dvc", "queue", "logs", status.split()[-1]], repo, check=False).stdout
     runs = {}
     commits = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
