@@ -355,7 +355,11 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(PRETRAINED, trust_remote_code=p.trust_remote_code)
     from accelerate import PartialState  # knows the rank under torchrun / accelerate launch
 
-    state = PartialState()
+    # cpu=True on a CPU machine: without it, Accelerate sees no distributed run under torchrun (every
+    # rank believes it is the main process and they race to wipe and write data/checkpoints).
+    state = PartialState(cpu=not torch.cuda.is_available())
+    if state.is_main_process:
+        print(f"train: engine {p.engine}, {precision}, {state.num_processes} process(es)", flush=True)
     run_id = fingerprint(p, precision, state.num_processes)
     if state.is_main_process:  # the main process alone wipes a stale run, then the others look
         resume = prepare_checkpoints(CHECKPOINTS, run_id, is_main=True)
