@@ -10,12 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import datasets
-
-# datasets writes cache-*.arrow files beside the data it maps: inside a DVC output that marks the
-# output as modified and reruns its stage. With caching off, map() results go to a temp folder.
-datasets.disable_caching()
-
 # Paths, mirrored in dvc.yaml deps/outs.
 RAW = Path("data/raw")
 SOURCE = Path("data/source.json")
@@ -41,6 +35,10 @@ def run_stage(main: Callable[[], None]) -> None:
     """
     from stages.params import ParamsError
 
+    if "datasets" in sys.modules:  # not imported here: the source stage runs on every repro, and is light
+        # datasets writes cache-*.arrow files beside the data it maps: inside a DVC output that marks the
+        # output as modified and reruns its stage. With caching off, map() results go to a temp folder.
+        sys.modules["datasets"].disable_caching()
     try:
         main()
     except (StageError, ParamsError) as e:

@@ -28,6 +28,7 @@ from stages.common import (
     write_json,
 )
 from stages.params import load_params
+from stages.source import local_folder
 
 MRPC_LABELS = ["not_equivalent", "equivalent"]  # GLUE's order: label 1 means paraphrase
 MRPC_LABELED_HEADER = ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]
@@ -356,8 +357,8 @@ def sha256_arrow(folder: Path) -> str:
 def main() -> None:
     p = load_params()
     warn_remote_code(p.trust_remote_code)
-    local = Path(p.dataset).expanduser()
-    is_local = local.exists() or p.dataset.startswith((".", "/", "~"))
+    local = local_folder(p.dataset)
+    is_local = local is not None
     data = load_local(local) if is_local else load_hub(p.dataset, p.subset)
     src = model_source(p.model)
     with atomic_dir(PRETRAINED) as tmp:

@@ -13,12 +13,16 @@ import yaml
 from tests.conftest import ROOT, TINY_TRAIN, make_repo, run, tool_env, write_mrpc
 
 STAGES = {"download", "tokenize", "train", "evaluate"}
+ALWAYS = {"source"}  # always_changed: hashes a local dataset folder on every repro, in well under a second
 SECRET = "hf_NotARealTokenButSecret123"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def stages_ran(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '(\w+)'", output))
+    """The stages that did work: the always-run source stage must run every time and is left out."""
+    ran = set(re.findall(r"Running stage '(\w+)'", output))
+    assert ALWAYS <= ran, output
+    return ran - ALWAYS
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +182,15 @@ def test_bad_param_fails_before_any_work(tmp_path, mrpc_dir, tiny_model):
     assert out.returncode != 0
     assert "unknown key 'lerning_rate'" in out.stdout + out.stderr
     assert not (repo / "data/raw").exists()
+
+
+def test_editing_a_local_dataset_file_reruns_download(tmp_path, tiny_model):
+    data = write_mrpc(tmp_path / "mrpc")
+    repo = make_repo(tmp_path / "repo", {"dataset": str(data), "model": str(tiny_model), **TINY_TRAIN})
+    assert stages_ran(run(["dvc", "repro", "download"], repo).stdout) == {"download"}
+    assert stages_ran(run(["dvc", "repro", "download"], repo).stdout) == set()  # unchanged: cached
+
+    dev = data / "dev.tsv"
+    dev.write_text(dev.read_text() + "1\t9001\t9002\tA new pair .\tA fresh pair .\n")
+    assert stages_ran(run(["dvc", "repro", "download"], repo).stdout) == {"download"}
+    assert json.loads((repo / "data/source.json").read_text())["splits"]["validation"] == 17

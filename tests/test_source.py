@@ -1,0 +1,39 @@
+"""The source stage's fingerprint: what makes download rerun when a local dataset folder changes."""
+
+import pytest
+
+from stages.common import StageError
+from stages.source import fingerprint, local_folder
+
+
+def test_hub_id_is_not_a_local_folder(tmp_path):
+    assert local_folder("nyu-mll/glue") is None
+    assert local_folder("./not-there") is not None  # looks like a path: download says it is missing
+    assert local_folder(str(tmp_path)) == tmp_path
+
+
+def test_fingerprint_follows_file_contents_only(mrpc_dir):
+    before = fingerprint(str(mrpc_dir), "mrpc")
+    assert sorted(before["files_sha256"]) == ["dev.tsv", "test.tsv", "train.tsv"]
+    assert before["subset"] is None  # a local folder has no Hub config
+    (mrpc_dir / ".DS_Store").write_text("noise")  # hidden files are not data
+    (mrpc_dir / "train.tsv").touch()  # a new mtime with the same bytes is no change
+    assert fingerprint(str(mrpc_dir), "mrpc") == before
+    with (mrpc_dir / "train.tsv").open("a") as f:
+        f.write("1\t1\t2\tA .\tB .\n")
+    after = fingerprint(str(mrpc_dir), "mrpc")
+    assert after["files_sha256"]["train.tsv"] != before["files_sha256"]["train.tsv"]
+    assert after["files_sha256"]["dev.tsv"] == before["files_sha256"]["dev.tsv"]
+
+
+def test_hub_dataset_is_fingerprinted_by_id():
+    assert fingerprint("nyu-mll/glue", "mrpc") == {
+        "dataset": "nyu-mll/glue",
+        "subset": "mrpc",
+        "files_sha256": None,
+    }
+
+
+def test_missing_local_folder_is_named():
+    with pytest.raises(StageError, match="dataset folder .*nope does not exist"):
+        fingerprint("./nope", None)
