@@ -57,6 +57,7 @@ class Params:
     group_by_length: bool
     freeze_embeddings: bool
     freeze_layers: int
+    dropout: float | None
     engine: str
     early_stopping_patience: int
     metric_for_best_model: str
@@ -84,6 +85,7 @@ RULES = {
     "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
     "logging_steps": (lambda v: v >= 1, "an integer >= 1"),
     "freeze_layers": (lambda v: 0 <= v <= 48, "an integer >= 0: how many bottom encoder layers to freeze"),
+    "dropout": (lambda v: v is None or 0 <= v < 1, "null (the checkpoint's own) or a float in [0, 1)"),
     "seed": (lambda v: 0 <= v < 2**32, "an integer from 0 to 2**32 - 1"),
     "engine": (lambda v: v in ENGINES, f"one of {', '.join(ENGINES)}"),
     "early_stopping_patience": (lambda v: v >= 0, "an integer >= 0 (0 turns early stopping off)"),
@@ -96,12 +98,12 @@ RULES = {
 
 
 def _convert(key: str, value: Any, kind: Any) -> Any:
-    optional = kind in (int | None, str | None)
+    optional = kind in (int | None, str | None, float | None)
     if value is None:
         if optional:
             return None
         raise ParamsError(f"params.yaml: '{key}' is empty; set it to a value.")
-    base = {int | None: int, str | None: str}.get(kind, kind)
+    base = {int | None: int, str | None: str, float | None: float}.get(kind, kind)
     if base is str:
         return str(value)
     if base is bool:

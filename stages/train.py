@@ -42,6 +42,7 @@ from stages.common import (
     atomic_dir,
     bf16_supported,
     choose_precision,
+    length_order,
     precision_args,
     run_stage,
     sha256_file,
@@ -57,7 +58,7 @@ TRAIN_METRICS = METRICS / "train.json"
 # The params that change what training computes; a checkpoint made under others is not resumed.
 TRAIN_KEYS = [
     "lr", "epochs", "batch_size", "weight_decay", "warmup", "lr_scheduler", "grad_accum", "max_grad_norm",
-    "seed", "precision", "group_by_length", "freeze_embeddings", "freeze_layers", "engine",
+    "seed", "precision", "group_by_length", "freeze_embeddings", "freeze_layers", "dropout", "engine",
     "early_stopping_patience", "metric_for_best_model", "logging_steps",
 ]  # fmt: skip
 
@@ -150,9 +151,20 @@ def check_labels(pretrained: Path, label_names: list[str], trust_remote_code: bo
         )
 
 
+def dropout_overrides(config, dropout: float | None) -> dict[str, float]:
+    """Every dropout rate the architecture's config has (BERT: hidden, attention; DistilBERT: dropout,
+    attention_dropout, seq_classif_dropout; ...) set to `dropout`; none when it is null."""
+    if dropout is None:
+        return {}
+    rates = {k: v for k, v in config.to_dict().items() if "dropout" in k and isinstance(v, float)}
+    return dict.fromkeys(rates, dropout)
+
+
 def load_model(p: Params, label_names: list[str]) -> torch.nn.Module:
+    config = AutoConfig.from_pretrained(PRETRAINED, trust_remote_code=p.trust_remote_code)
     model = AutoModelForSequenceClassification.from_pretrained(
         PRETRAINED,
+        **dropout_overrides(config, p.dropout),
         num_labels=len(label_names),
         id2label=dict(enumerate(label_names)),
         label2id={n: i for i, n in enumerate(label_names)},
@@ -261,7 +273,7 @@ def train_with_trainer(p, precision, data, tokenizer, resume, interrupt) -> Outc
         model=load_model(p, data["train"].features["label"].names),
         args=training_args(p, precision, CHECKPOINTS),
         train_dataset=data["train"],
-        eval_dataset=data["validation"],
+        eval_dataset=data["validation"].select(length_order(data["validation"])),
         data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer,
         compute_metrics=compute_metrics,

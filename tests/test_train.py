@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from stages.common import StageError, choose_precision
@@ -291,3 +292,33 @@ def test_freeze_bottom_layers():
     assert any(n.startswith("bert.encoder.layer.1.") for n in trainable) and "classifier.weight" in trainable
     with pytest.raises(StageError, match="exceeds the model's 2 layers"):
         freeze_bottom_layers(model, 3, freeze_embeddings=False)
+
+
+def test_dropout_param_sets_every_rate_of_the_architecture():
+    from transformers import BertConfig, DistilBertConfig
+
+    from stages.train import dropout_overrides
+
+    assert dropout_overrides(BertConfig(), None) == {}  # null: the checkpoint's own rates
+    assert dropout_overrides(BertConfig(), 0.0) == {
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    }
+    assert dropout_overrides(DistilBertConfig(), 0.2) == {
+        "dropout": 0.2,
+        "attention_dropout": 0.2,
+        "seq_classif_dropout": 0.2,
+        "qa_dropout": 0.2,
+    }
+
+
+def test_dropout_reaches_the_model(prepared, tmp_path, monkeypatch):
+    from stages.params import load_params
+    from stages.train import load_model
+
+    work = copy_work(prepared, tmp_path / "w")
+    set_params(work, dropout=0.0)
+    monkeypatch.chdir(work)
+    model = load_model(load_params(), ["not_equivalent", "equivalent"])
+    rates = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert len(rates) == 1 + 2 * 3 + 1 and set(rates) == {0.0}  # embeddings, 3 per layer, classifier
