@@ -25,6 +25,7 @@ from stages.common import (
     TRAIN_CURVE,
     bf16_supported,
     choose_precision,
+    length_order,
     precision_args,
     run_stage,
     warn_remote_code,
@@ -80,9 +81,14 @@ def diagnosis_of_run(val_metrics: dict, predictions: np.ndarray, labels: np.ndar
 
 
 def predict(trainer: Trainer, split: Dataset) -> np.ndarray:
+    """Logits in the split's own row order, computed over rows sorted by length."""
     columns = [c for c in split.column_names if c not in ("idx", "label")]
-    logits = trainer.predict(split.select_columns(columns)).predictions
-    return logits[0] if isinstance(logits, tuple) else logits
+    order = length_order(split)
+    logits = trainer.predict(split.select_columns(columns).select(order)).predictions
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    restored = np.empty_like(logits)
+    restored[order] = logits
+    return restored
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, get_scheduler
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_parameter_names
 
-from stages.common import atomic_dir
+from stages.common import atomic_dir, length_order
 from stages.metric import scores_with_loss
 from stages.params import Params
 
@@ -98,9 +98,8 @@ def train_with_accelerate(p: Params, precision, data: DatasetDict, tokenizer, mo
     )
     collator = DataCollatorWithPadding(tokenizer)
     train_ds = data["train"].remove_columns(["idx"])
-    eval_loader = DataLoader(
-        data["validation"].remove_columns(["idx"]), batch_size=p.eval_batch_size, collate_fn=collator
-    )
+    val = data["validation"].remove_columns(["idx"])
+    eval_loader = DataLoader(val.select(length_order(val)), batch_size=p.eval_batch_size, collate_fn=collator)
     # fused: one kernel for all parameters, as the Trainer's default optimizer (adamw_torch_fused)
     optimizer = torch.optim.AdamW(param_groups(model, p.weight_decay), lr=p.lr, fused=True)
     # Optimizer steps per epoch and process, counted as the prepared loader will shard the data.
