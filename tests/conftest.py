@@ -141,4 +141,5 @@ TINY_TRAIN = {
     "logging_steps": 2,
     "max_length": 32,
     "lr": 1e-3,
+    "freeze_layers": 1,  # the tiny BERT has 2 layers: one frozen, one trained (the default freezes 2 of 6)
 }

@@ -20,6 +20,7 @@ def test_default_model_on_a_slice_of_mrpc(tmp_path):
         "0": "not_equivalent",
         "1": "equivalent",
     }
+    assert config["hidden_dropout_prob"] == config["attention_probs_dropout_prob"] == 0.0  # `dropout: 0.0`
     metrics = json.loads((repo / "metrics/eval.json").read_text())
     assert 0 <= metrics["accuracy"] <= 1 and metrics["loss"] > 0
     assert json.loads((repo / "metrics/test.json").read_text()) == {"pairs": 48}
