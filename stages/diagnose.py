@@ -146,14 +146,19 @@ def check_overfitting(train_rows: Sequence[Row], val_rows: Sequence[Row]) -> Fin
     if not t_last < t_best * (1 - OVERFIT_TRAIN_FALL):  # also true when either is NaN (no train rows)
         return Finding(False, f"{rose}, but the train loss did not keep falling ({train}): not overfitting")
     evidence = f"{rose} while train loss fell from {_fmt(t_best)} to {_fmt(t_last)}"
-    suggestion = (
-        f"stop at the best epoch (epochs: {math.ceil(best_epoch)}) or add early_stopping_patience: 1;"
-        " or raise weight_decay (e.g. 0.1)"
-    )
     if math.isfinite(best_f1) and math.isfinite(last_f1) and last_f1 >= best_f1:
         # MRPC often shows this: the model grows overconfident (loss up) while it still ranks better.
+        # Stopping at the loss's best epoch would then throw away F1.
         evidence += f"; val F1 still went {_fmt(best_f1)} -> {_fmt(last_f1)}"
-        suggestion += "; F1 still improved, so select the checkpoint by F1 rather than by loss"
+        suggestion = (
+            "F1 still improved, so select the model by F1 (metric_for_best_model: f1), not by loss;"
+            " if calibrated probabilities matter, raise weight_decay (e.g. 0.1) or set dropout: null"
+        )
+    else:
+        suggestion = (
+            f"stop at the best epoch (epochs: {math.ceil(best_epoch)}) or add early_stopping_patience: 1;"
+            " or raise weight_decay (e.g. 0.1)"
+        )
     return Finding(True, evidence, suggestion)
 
 

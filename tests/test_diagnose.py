@@ -96,7 +96,8 @@ def test_overfitting_notes_when_f1_still_improves():
     # MRPC's usual case: loss up from overconfidence while F1 still climbs.
     f = check_overfitting(train(HEALTHY_TRAIN), val([0.35, 0.40, 0.48], f1=[0.86, 0.88, 0.89]))
     assert f.flagged and "F1 still went 0.86 -> 0.89" in f.evidence
-    assert "by F1" in f.suggestion
+    assert "select the model by F1" in f.suggestion
+    assert "early_stopping" not in f.suggestion  # stopping at the loss's best epoch would lose F1
 
 
 def test_train_loss_at_uses_rows_up_to_that_epoch():
