@@ -1,6 +1,7 @@
 """What more than one stage needs: output paths, safe writes, the model checkpoint, precision."""
 
 import errno
+import gc
 import json
 import os
 import shutil
@@ -33,8 +34,13 @@ def run_stage(main: Callable[[], None]) -> None:
 
     Outputs are written through atomic_dir / write_text_atomic, so a failure leaves none half-written.
     """
+    import stages
     from stages.params import ParamsError
 
+    if stages.gc_paused:  # see stages/__init__.py: the imports are done, so resume collecting
+        gc.freeze()
+        gc.enable()
+        stages.gc_paused = False
     if "datasets" in sys.modules:  # not imported here: the source stage runs on every repro, and is light
         # datasets writes cache-*.arrow files beside the data it maps: inside a DVC output that marks the
         # output as modified and reruns its stage. With caching off, map() results go to a temp folder.
