@@ -61,7 +61,8 @@ def main() -> None:
     data_dir = Path(args.data).expanduser().resolve()
     if not data_dir.is_dir():
         sys.exit(f"reference: data folder {data_dir} not found; pass --data /path/to/mrpc (GLUE layout).")
-    raw = cut(load_local(data_dir), args.max_train, args.max_eval)
+    scratch = tempfile.TemporaryDirectory(prefix="bench-reference-")  # removed at exit
+    raw = cut(load_local(data_dir, Path(scratch.name)), args.max_train, args.max_eval)
 
     checkpoint = model_source(MODEL)
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)

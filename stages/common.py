@@ -94,6 +94,18 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     tmp.rename(target)
 
 
+@contextmanager
+def scratch_dir(path: Path) -> Iterator[Path]:
+    """An empty working folder that is removed afterwards, whatever happens (a leftover from a killed
+    run is cleared first). Name it `.<something>.tmp` under data/, so git ignores it."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

@@ -73,7 +73,7 @@ def test_local_folder_in_glue_layout(tmp_path):
     (tmp_path / "train.tsv").write_text(tsv(LABELED_HEADER, ROWS, bom=True))
     (tmp_path / "dev.tsv").write_text(tsv(LABELED_HEADER, ROWS[:4]))
     (tmp_path / "test.tsv").write_text(tsv(TEST_HEADER, [(str(i), *r[1:]) for i, r in enumerate(ROWS)]))
-    data = load_local(tmp_path)
+    data = load_local(tmp_path, tmp_path / "scratch")
     assert {s: len(d) for s, d in data.items()} == {"train": 6, "validation": 4, "test": 6}
     assert data["train"].features["label"].names == ["not_equivalent", "equivalent"]
     assert "label" not in data["test"].column_names
@@ -87,7 +87,7 @@ def test_missing_split_file(tmp_path):
 
 def test_missing_folder(tmp_path):
     with pytest.raises(StageError, match="does not exist"):
-        load_local(tmp_path / "nope")
+        load_local(tmp_path / "nope", tmp_path / "scratch")
 
 
 @pytest.mark.parametrize("ext", ["csv", "jsonl", "parquet"])
@@ -103,7 +103,7 @@ def test_generic_files_with_sentence_columns(tmp_path, ext):
             frame.to_json(path, orient="records", lines=True)
         else:
             frame.to_parquet(path)
-    data = load_local(tmp_path)
+    data = load_local(tmp_path, tmp_path / "scratch")
     assert data["train"]["sentence1"] == ["a b", 'c " d'] and data["validation"]["label"] == [1, 0]
 
 
@@ -115,7 +115,7 @@ def test_generic_file_missing_column_and_bad_label(tmp_path):
         tmp_path / "dev.csv", index=False
     )
     with pytest.raises(StageError, match=r"missing column\(s\) \['sentence2'\]"):
-        load_local(tmp_path)
+        load_local(tmp_path, tmp_path / "scratch")
     pd.DataFrame({"sentence1": ["a", "b"], "sentence2": ["b", "c"], "label": [0, 1]}).to_csv(
         tmp_path / "train.csv", index=False
     )
@@ -123,7 +123,7 @@ def test_generic_file_missing_column_and_bad_label(tmp_path):
         tmp_path / "dev.csv", index=False
     )
     with pytest.raises(StageError, match=r"label\(s\) \[5\] outside the label set"):
-        load_local(tmp_path)
+        load_local(tmp_path, tmp_path / "scratch")
 
 
 def test_checkpoint_without_safetensors_is_refused(tmp_path):
@@ -136,8 +136,8 @@ def test_checkpoint_without_safetensors_is_refused(tmp_path):
 
 
 @pytest.mark.skipif(not SHARED_MRPC.exists(), reason="../shared/mrpc is absent")
-def test_real_mrpc_row_counts():
-    data = load_local(SHARED_MRPC)
+def test_real_mrpc_row_counts(tmp_path):
+    data = load_local(SHARED_MRPC, tmp_path)
     assert {s: len(d) for s, d in data.items()} == {"train": 3667, "validation": 408, "test": 1725}
     assert sum(data["train"]["label"]) == 2473 and sum(data["validation"]["label"]) == 279
 
@@ -150,4 +150,30 @@ def test_generic_file_with_empty_sentence(tmp_path):
     )
     pd.DataFrame({"sentence1": ["a"], "sentence2": [None], "label": [1]}).to_parquet(tmp_path / "dev.parquet")
     with pytest.raises(StageError, match="1 empty sentence1"):
-        load_local(tmp_path)
+        load_local(tmp_path, tmp_path / "scratch")
+
+
+def test_parquet_streams_through_scratch_in_order_and_leaves_no_cache(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    n = 25_000  # several 10,000-row batches, from row groups of another size
+    table = pa.table(
+        {"sentence1": [f"a {i}" for i in range(n)], "sentence2": [f"b {i}" for i in range(n)]}
+        | {"label": [i % 2 for i in range(n)]}
+    )
+    pq.write_table(table, tmp_path / "train.parquet", row_group_size=7_000)
+    pq.write_table(table.slice(0, 10), tmp_path / "validation.parquet")
+    data = load_local(tmp_path, tmp_path / "scratch")
+    assert len(data["train"]) == n and data["train"]["idx"][-1] == n - 1
+    assert data["train"][n - 1]["sentence1"] == f"a {n - 1}" and data["train"]["label"][:4] == [0, 1, 0, 1]
+    assert {"train.arrow", "validation.arrow"} <= {p.name for p in (tmp_path / "scratch").iterdir()}
+    assert not (tmp_path / "hf-cache").exists()
+
+
+def test_unreadable_parquet_is_named(tmp_path):
+    (tmp_path / "train.parquet").write_bytes(b"not parquet at all")
+    (tmp_path / "validation.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(StageError, match="train.parquet: could not be read as parquet"):
+        load_local(tmp_path, tmp_path / "scratch")
