@@ -14,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `stages` from this checkout
 
+import torch  # noqa: E402
 from datasets import load_from_disk  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForSequenceClassification,
@@ -23,7 +24,7 @@ from transformers import (  # noqa: E402
     TrainingArguments,
 )
 
-from stages.common import bf16_supported, length_order  # noqa: E402
+from stages.common import bf16_supported, choose_precision, length_order, precision_args  # noqa: E402
 
 
 def main() -> None:
@@ -35,12 +36,12 @@ def main() -> None:
     model = AutoModelForSequenceClassification.from_pretrained("data/model", use_safetensors=True)
     collator = DataCollatorWithPadding(AutoTokenizer.from_pretrained("data/model"))
     pairs = sum(len(data[s]) for s in splits)
+    precision = precision_args(choose_precision("auto", torch.cuda.is_available(), bf16_supported()))
     for batch in (8, 64):
         args = TrainingArguments(
             output_dir="data/checkpoints",
             per_device_eval_batch_size=batch,
-            bf16=bf16_supported(),
-            use_cpu=True,
+            **precision,
             disable_tqdm=True,
             report_to="none",
         )

@@ -29,7 +29,7 @@ from stages.common import (
     write_json,
 )
 from stages.params import load_params
-from stages.source import local_folder
+from stages.source import local_folder, require_folder
 
 MRPC_LABELS = ["not_equivalent", "equivalent"]  # GLUE's order: label 1 means paraphrase
 MRPC_LABELED_HEADER = ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]
@@ -158,8 +158,6 @@ def load_table(path: Path, scratch: Path) -> Dataset:
             ds = parquet_to_arrow(path, scratch / f"{path.stem}.arrow")
         else:
             ds = load_dataset(fmt, data_files=str(path), split="train", cache_dir=str(scratch), **kwargs)
-    except StageError:
-        raise
     except Exception as e:
         raise StageError(f"{path}: could not be read as {fmt}: {e}") from None
     missing = {"sentence1", "sentence2"} - set(ds.column_names)
@@ -243,8 +241,7 @@ def normalise_labels(splits: dict[str, Dataset], source: str) -> DatasetDict:
 def load_local(folder: Path, scratch: Path) -> DatasetDict:
     """The splits of a local folder; files other than MRPC TSV are converted to Arrow under `scratch`,
     which must outlive the returned datasets (they are memory-mapped from there)."""
-    if not folder.is_dir():
-        raise StageError(f"dataset folder {folder} does not exist. Set `dataset` to a folder or a Hub id.")
+    require_folder(folder)
     splits = {}
     for split, path in find_split_files(folder).items():
         if is_mrpc_tsv(path):

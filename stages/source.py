@@ -22,10 +22,14 @@ def local_folder(dataset: str) -> Path | None:
     return path if path.exists() or dataset.startswith((".", "/", "~")) else None
 
 
-def folder_hashes(folder: Path) -> dict[str, str]:
-    """sha256 of every file under the folder by relative path; hidden files and folders are skipped."""
+def require_folder(folder: Path) -> None:
     if not folder.is_dir():
         raise StageError(f"dataset folder {folder} does not exist. Set `dataset` to a folder or a Hub id.")
+
+
+def folder_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file under the folder by relative path; hidden files and folders are skipped."""
+    require_folder(folder)
     files = [
         p
         for p in folder.rglob("*")
