@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
+# The distribution was called mrpc-pipeline before it took any dataset: drop that name from old venvs.
+.venv/bin/python -m pip uninstall -q -y mrpc-pipeline >/dev/null 2>&1 || true
 .venv/bin/python -m pip install -q -e '.[dev]'
 # dvc plots pages load vega from a CDN by default; inline it from npm so they render offline too.
 if command -v npm >/dev/null 2>&1; then

@@ -12,9 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `stages` from this checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `textclf` from this checkout
 
-import torch  # noqa: E402
 from datasets import load_from_disk  # noqa: E402
 from transformers import (  # noqa: E402
     AutoModelForSequenceClassification,
@@ -24,7 +23,8 @@ from transformers import (  # noqa: E402
     TrainingArguments,
 )
 
-from stages.common import bf16_supported, choose_precision, length_order, precision_args  # noqa: E402
+from textclf.inference import length_order  # noqa: E402
+from textclf.precision import precision_args, resolve_precision  # noqa: E402
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     model = AutoModelForSequenceClassification.from_pretrained("data/model", use_safetensors=True)
     collator = DataCollatorWithPadding(AutoTokenizer.from_pretrained("data/model"))
     pairs = sum(len(data[s]) for s in splits)
-    precision = precision_args(choose_precision("auto", torch.cuda.is_available(), bf16_supported()))
+    precision = precision_args(resolve_precision("auto"))
     for batch in (8, 64):
         args = TrainingArguments(
             output_dir="data/checkpoints",

@@ -7,7 +7,7 @@ batch 8, fp32, lr 5e-5, 3 epochs, linear schedule, no warmup, SDPA attention.
 
 Measures: wall time of trainer.train() only (it includes the per-epoch evaluation), train samples/s
 (= epochs * n_train / wall), peak RSS of this process, and validation accuracy/F1 from
-trainer.predict() scored by stages.metric.classification_metrics.
+trainer.predict() scored by textclf.metrics.classification_metrics.
 
     python benchmarks/reference.py [--data ../shared/mrpc] [--max-train 64 --max-eval 32 --epochs 1]
 """
@@ -33,9 +33,11 @@ from transformers import (  # noqa: E402
     TrainingArguments,
 )
 
-from stages.download import load_local, model_source  # noqa: E402
-from stages.metric import classification_metrics  # noqa: E402
 from stages.tokenize import cut  # noqa: E402
+from textclf.data import load_local  # noqa: E402
+from textclf.labels import prepare  # noqa: E402
+from textclf.metrics import classification_metrics  # noqa: E402
+from textclf.pretrained import model_source  # noqa: E402
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_DATA = ROOT.parent / "shared" / "mrpc"
@@ -62,13 +64,15 @@ def main() -> None:
     if not data_dir.is_dir():
         sys.exit(f"reference: data folder {data_dir} not found; pass --data /path/to/mrpc (GLUE layout).")
     scratch = tempfile.TemporaryDirectory(prefix="bench-reference-")  # removed at exit
-    raw = cut(load_local(data_dir, Path(scratch.name)), args.max_train, args.max_eval)
+    splits = load_local(data_dir, Path(scratch.name))
+    pairs = prepare(splits, ["sentence1", "sentence2"], "label", None, 0.1)[0]
+    raw = cut(pairs, args.max_train, args.max_eval)
 
     checkpoint = model_source(MODEL)
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
 
     def encode(batch: dict) -> dict:
-        return tokenizer(batch["sentence1"], batch["sentence2"], truncation=True)
+        return tokenizer(batch["text"], batch["text_pair"], truncation=True)
 
     data = raw.map(encode, batched=True)
     model = AutoModelForSequenceClassification.from_pretrained(checkpoint, num_labels=2)

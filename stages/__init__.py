@@ -1,7 +1,12 @@
-"""The pipeline's stages, one module each, run as `python -m stages.<name>` (see dvc.yaml)."""
+"""The pipeline's stages, one thin script each, run as `python -m stages.<name>` (see dvc.yaml).
+
+Each reads params, calls into the `textclf` package, and writes its outputs. `run_stage` is how every
+stage starts: bad input ends in one `error: ...` line and exit code 1, not a traceback.
+"""
 
 import gc
 import sys
+from collections.abc import Callable
 
 # A stage process imports torch, transformers and datasets: millions of Python objects that the cyclic
 # garbage collector scans again and again while they load (0.9 s of a 3.5 s import, measured) and once
@@ -12,3 +17,41 @@ import sys
 gc_paused = sys.argv[:1] == ["-m"] and gc.isenabled()
 if gc_paused:
     gc.disable()
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's main(): bad input and failed writes end in one clear line and exit code 1.
+
+    Outputs are written through textclf.files.atomic_dir / write_text_atomic, so a failure leaves none
+    half-written.
+    """
+    import errno
+
+    from textclf.errors import InputError
+
+    global gc_paused
+    if gc_paused:  # the imports are done: resume collecting
+        gc.freeze()
+        gc.enable()
+        gc_paused = False
+    if "datasets" in sys.modules:  # not imported here: the source stage runs on every repro, and is light
+        # datasets writes cache-*.arrow files beside the data it maps: inside a DVC output that marks the
+        # output as modified and reruns its stage. With caching off, map() results go to a temp folder.
+        sys.modules["datasets"].disable_caching()
+    try:
+        main()
+    except InputError as e:
+        sys.exit(f"error: {e}")
+    except OSError as e:
+        fixes = {
+            errno.ENOSPC: "the disk is full: free space and rerun",
+            errno.EDQUOT: "the disk quota is used up: free space and rerun",
+            errno.EACCES: "make it writable (or run from a writable clone)",
+            errno.EPERM: "make it writable (or run from a writable clone)",
+            errno.EROFS: "the file system is read-only: run from a writable clone",
+            errno.ENOTDIR: "a file stands where a folder is needed: remove it",
+            errno.EEXIST: "a file stands where a folder is needed: remove it",
+        }
+        if e.errno not in fixes:
+            raise
+        sys.exit(f"error: cannot write {e.filename or 'an output'}: {e.strerror}; {fixes[e.errno]}.")

@@ -1,14 +1,19 @@
-"""Tokenize sentence pairs: data/raw + data/pretrained tokenizer -> data/tokenized."""
+"""Tokenize single texts or sentence pairs: data/raw + data/pretrained tokenizer -> data/tokenized."""
 
 from datasets import DatasetDict, load_from_disk
 from transformers import AutoTokenizer
 
-from stages.common import PRETRAINED, RAW, TOKENIZED, StageError, atomic_dir, run_stage, warn_remote_code
-from stages.params import load_params
+from stages import run_stage
+from textclf.columns import TEXT, TEXT_PAIR
+from textclf.errors import InputError
+from textclf.files import atomic_dir
+from textclf.params import load_params
+from textclf.paths import PRETRAINED, RAW, TOKENIZED
+from textclf.pretrained import warn_remote_code
 
 
 def cut(data: DatasetDict, max_train: int | None, max_eval: int | None) -> DatasetDict:
-    """Keep the first N pairs of each split (train: max_train; validation and test: max_eval)."""
+    """Keep the first N rows of each split (train: max_train; validation and test: max_eval)."""
     limits = {"train": max_train, "validation": max_eval, "test": max_eval}
     return DatasetDict(
         {s: ds.select(range(min(len(ds), limits[s]))) if limits.get(s) else ds for s, ds in data.items()}
@@ -16,17 +21,21 @@ def cut(data: DatasetDict, max_train: int | None, max_eval: int | None) -> Datas
 
 
 def tokenize(data: DatasetDict, tokenizer, max_length: int) -> DatasetDict:
-    def encode(batch: dict) -> dict:
-        # No padding here: batches are padded to their own longest row at train time.
-        return tokenizer(batch["sentence1"], batch["sentence2"], truncation=True, max_length=max_length)
+    texts = [c for c in (TEXT, TEXT_PAIR) if c in data["train"].column_names]
 
-    return data.map(encode, batched=True, remove_columns=["sentence1", "sentence2"], desc="tokenize")
+    def encode(batch: dict) -> dict:
+        # A pair is encoded as one: [CLS] a [SEP] b [SEP], with token types. No padding here: batches
+        # are padded to their own longest row at train time.
+        pair = batch[TEXT_PAIR] if TEXT_PAIR in texts else None
+        return tokenizer(batch[TEXT], pair, truncation=True, max_length=max_length)
+
+    return data.map(encode, batched=True, remove_columns=texts, desc="tokenize")
 
 
 def check_max_length(max_length: int, tokenizer) -> None:
     limit = tokenizer.model_max_length
     if limit and limit < 10**6 and max_length > limit:
-        raise StageError(f"max_length: {max_length} exceeds this model's limit of {limit} tokens; lower it.")
+        raise InputError(f"max_length: {max_length} exceeds this model's limit of {limit} tokens; lower it.")
 
 
 def main() -> None:

@@ -74,7 +74,7 @@ def build_tiny_model(folder: Path) -> Path:
     """A randomly initialised 2-layer BERT with the default model's tokenizer, saved as safetensors."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from stages.download import model_source
+    from textclf.pretrained import model_source
 
     tokenizer = AutoTokenizer.from_pretrained(model_source("sentence-transformers/all-MiniLM-L6-v2"))
     config = BertConfig(
@@ -112,6 +112,16 @@ def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
     return result
 
 
+CODE = ("stages", "textclf")  # what a stage runs: the stage scripts and the package they call
+
+
+def copy_code(dest: Path) -> None:
+    """The pipeline's code, as a clone has it. A stage run in `dest` imports this copy, not the checkout's
+    (the current folder comes first on sys.path), just as a DVC queue's temporary workspace does."""
+    for folder in CODE:
+        shutil.copytree(ROOT / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
+
+
 def make_repo(dest: Path, params: dict) -> Path:
     """A git + DVC repo holding this project's pipeline, with params overridden for tiny runs."""
     import yaml
@@ -119,7 +129,7 @@ def make_repo(dest: Path, params: dict) -> Path:
     dest.mkdir(parents=True)
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, dest / name)
-    shutil.copytree(ROOT / "stages", dest / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_code(dest)
     shutil.copy(ROOT / ".gitignore", dest / ".gitignore")
     values = yaml.safe_load((dest / "params.yaml").read_text())
     values.update(params)

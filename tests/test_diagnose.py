@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from stages.diagnose import (
-    UNDERFIT_LOSS,
+from textclf.diagnose import (
+    UNDERFIT_FRACTION,
     check_collapsed,
     check_overfitting,
     check_underfitting,
@@ -16,11 +16,13 @@ from stages.diagnose import (
     find_spikes,
     format_report,
     one_class_signature,
+    prior_loss,
     train_loss_at,
 )
 
 MRPC_MAJORITY = 279 / 408  # positive share of MRPC dev: all-positive scores acc 0.684, F1 0.812
 ALL_POSITIVE_F1 = 2 * MRPC_MAJORITY / (1 + MRPC_MAJORITY)
+MRPC_PRIOR = prior_loss([1194, 2473])  # train: 2473 of 3667 pairs positive; entropy 0.63
 
 
 def train(losses: list[float], epochs: float = 3, lr: float = 5e-5) -> list[dict]:
@@ -142,7 +144,10 @@ def test_nan_val_epochs_are_skipped_for_overfitting():
 def test_underfitting_flagged_when_loss_stays_near_ln2():
     d = diagnose(train([0.70, 0.69, 0.70, 0.68, 0.69, 0.69, 0.68, 0.69], lr=1e-6), HEALTHY_VAL)
     assert d["underfitting"] and d["verdict"] == "underfitting"
-    assert "final train loss 0.69 stays above 0.6" in d["evidence"]["underfitting"]
+    assert (
+        "final train loss 0.69 stays above 0.66 (always predicting the train label prior scores 0.69)"
+        in (d["evidence"]["underfitting"])
+    )
     assert "raise lr (peak 1e-6" in d["suggestions"]["underfitting"]
 
 
@@ -168,10 +173,18 @@ def test_underfitting_not_flagged_when_loss_falls(losses):
     assert not check_underfitting(train(losses)).flagged
 
 
-def test_underfit_threshold_sits_below_the_mrpc_label_prior_entropy():
-    # Always answering with MRPC's prior scores its entropy (0.627): that must count as underfit.
-    p = MRPC_MAJORITY
-    assert UNDERFIT_LOSS < -(p * math.log(p) + (1 - p) * math.log(1 - p)) < math.log(2)
+def test_underfit_level_comes_from_the_task():
+    # Always answering with MRPC's prior (2473 of 3667 train pairs positive) scores its entropy, 0.627,
+    # and must count as underfit; so must a 3-class model stuck at ln 3 = 1.10.
+    mrpc = prior_loss([3667 - 2473, 2473])
+    assert 0.62 < mrpc < 0.64 and 0.59 < UNDERFIT_FRACTION * mrpc < 0.61
+    assert check_underfitting(train([0.69, 0.66, 0.64, 0.63, 0.63, 0.63]), mrpc).flagged
+    assert prior_loss([10, 10, 10]) == pytest.approx(math.log(3))
+    assert prior_loss([90, 5, 5], class_weighted=True) == pytest.approx(math.log(3))  # balanced: uniform
+    stuck = [1.10, 1.09, 1.10, 1.08, 1.09, 1.09]
+    assert check_underfitting(train(stuck), math.log(3)).flagged
+    # The same curve is a learning model on a 10-class task, but never on a binary one.
+    assert not check_underfitting(train([2.3, 1.9, 1.5, 1.2, 1.1, 1.09]), math.log(10)).flagged
 
 
 # --- instability -------------------------------------------------------------------------------
@@ -269,7 +282,7 @@ def mrpc_collapsed_run() -> tuple[list[dict], list[dict], dict]:
 
 def test_mrpc_collapsed_run_flags_collapse_from_scores():
     train_rows, val_rows, final = mrpc_collapsed_run()
-    d = diagnose(train_rows, val_rows, final, majority_rate=MRPC_MAJORITY)
+    d = diagnose(train_rows, val_rows, final, majority_rate=MRPC_MAJORITY, prior=MRPC_PRIOR)
     assert d["collapsed"] and d["underfitting"]
     assert not d["unstable"] and not d["overfitting"]
     assert d["verdict"] == "collapsed, underfitting"  # most serious first
@@ -345,7 +358,9 @@ def test_string_values_from_tsv_are_read():
 
 def test_format_report_lists_problems_suggestions_and_notes():
     train_rows, _, final = mrpc_collapsed_run()
-    d = diagnose(train_rows, val([0.62], [0.684], [0.812]), final, majority_rate=MRPC_MAJORITY)
+    d = diagnose(
+        train_rows, val([0.62], [0.684], [0.812]), final, majority_rate=MRPC_MAJORITY, prior=MRPC_PRIOR
+    )
     report = format_report(d)
     lines = report.splitlines()
     assert lines[0] == "Diagnosis: collapsed, underfitting"
@@ -358,4 +373,59 @@ def test_format_report_lists_problems_suggestions_and_notes():
 def test_format_report_for_a_healthy_run_is_one_line():
     assert format_report(healthy()) == (
         "Diagnosis: ok (no collapse, instability, underfitting or overfitting in the curves)"
+    )
+
+
+# --- three classes -----------------------------------------------------------------------------
+# Every verdict on curves of a 3-class task (NLI-like: label names, loss starting near ln 3 = 1.10).
+
+LN3 = math.log(3)
+THREE_HEALTHY_TRAIN = [1.10 * 0.93**i + 0.02 * (-1) ** i for i in range(30)]
+THREE_SHARE = {"CONTRADICTION": 0.32, "ENTAILMENT": 0.35, "NEUTRAL": 0.33}
+THREE_FINAL = {"accuracy": 0.71, "f1": 0.70, "loss": 0.72, "precision": 0.71, "recall": 0.70}
+
+
+def three_val(losses: list[float]) -> list[dict]:
+    return val(losses, [0.62, 0.68, 0.71][: len(losses)], [0.60, 0.67, 0.70][: len(losses)])
+
+
+def test_three_classes_healthy_is_ok():
+    d = diagnose(
+        train(THREE_HEALTHY_TRAIN), three_val([0.85, 0.76, 0.72]), THREE_FINAL, THREE_SHARE, prior=LN3
+    )
+    assert d["verdict"] == "ok", d
+
+
+def test_three_classes_underfitting_is_judged_against_ln3():
+    stuck = [1.11, 1.10, 1.09, 1.10, 1.09, 1.10, 1.09, 1.09]
+    d = diagnose(train(stuck, lr=1e-6), three_val([1.09, 1.09, 1.09]), THREE_FINAL, THREE_SHARE, prior=LN3)
+    assert (
+        d["verdict"] == "underfitting"
+        and "always predicting the train label prior scores 1.10" in (d["evidence"]["underfitting"])
+    )
+    # A loss of 0.85 is a coin flip's level for a binary task but real learning for three classes.
+    learning = [1.10, 1.05, 1.0, 0.95, 0.9, 0.88, 0.86, 0.85, 0.85, 0.85]
+    assert not check_underfitting(train(learning), LN3).flagged
+    assert check_underfitting(train(learning), math.log(2)).flagged
+
+
+def test_three_classes_collapse_names_the_class():
+    share = {"CONTRADICTION": 0.0, "ENTAILMENT": 0.995, "NEUTRAL": 0.005}
+    d = diagnose(train(THREE_HEALTHY_TRAIN), three_val([1.1, 1.1, 1.1]), THREE_FINAL, share, prior=LN3)
+    assert (
+        d["collapsed"]
+        and "predicts class ENTAILMENT for 99.5% of validation examples" in (d["evidence"]["collapsed"])
+    )
+
+
+def test_three_classes_unstable_and_overfitting():
+    spiky = THREE_HEALTHY_TRAIN[:24] + [2.4] + THREE_HEALTHY_TRAIN[25:]
+    d = diagnose(train(spiky), three_val([0.85, 0.76, 0.72]), THREE_FINAL, THREE_SHARE, prior=LN3)
+    assert d["verdict"] == "unstable" and "spiked to 2.40" in d["evidence"]["unstable"]
+    d = diagnose(
+        train(THREE_HEALTHY_TRAIN), three_val([0.70, 0.78, 0.90]), THREE_FINAL, THREE_SHARE, prior=LN3
+    )
+    assert (
+        d["verdict"] == "overfitting"
+        and "val loss rose from 0.70 (epoch 1) to 0.90 (epoch 3)" in (d["evidence"]["overfitting"])
     )

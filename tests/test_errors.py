@@ -11,12 +11,15 @@ import torch
 import yaml
 from transformers import BertConfig, BertForSequenceClassification
 
-from stages.common import StageError, atomic_dir, run_stage, warn_remote_code
-from stages.download import copy_checkpoint, load_hub, model_source
-from stages.params import load_params
+from stages import run_stage
 from stages.tokenize import check_max_length
-from stages.train import check_labels
 from tests.conftest import ROOT, tool_env, write_mrpc
+from textclf.data import load_hub
+from textclf.errors import InputError
+from textclf.files import atomic_dir
+from textclf.model import check_labels
+from textclf.params import load_params
+from textclf.pretrained import copy_checkpoint, model_source, warn_remote_code
 
 
 def tiny_config() -> BertConfig:
@@ -24,26 +27,26 @@ def tiny_config() -> BertConfig:
 
 
 def test_model_path_that_does_not_exist():
-    with pytest.raises(StageError, match="model folder ./nope does not exist"):
+    with pytest.raises(InputError, match="model folder ./nope does not exist"):
         model_source("./nope")
 
 
 def test_model_folder_without_weights(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(StageError, match="has no weights"):
+    with pytest.raises(InputError, match="has no weights"):
         copy_checkpoint(tmp_path, tmp_path / "out")
 
 
 def test_hub_model_offline_says_how_to_point_at_a_local_copy(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(StageError, match=r"Offline\? Point `model` at a local checkpoint folder"):
+    with pytest.raises(InputError, match=r"Offline\? Point `model` at a local checkpoint folder"):
         model_source("someone/not-a-cached-model")
 
 
 def test_hub_dataset_offline_says_how_to_point_at_a_local_copy(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    with pytest.raises(StageError, match=r"dvc exp run -S dataset=\.\./shared/mrpc"):
+    with pytest.raises(InputError, match=r"dvc exp run -S dataset=\.\./shared/mrpc"):
         load_hub("someone/not-a-cached-dataset", None)
 
 
@@ -51,7 +54,7 @@ def test_classifier_checkpoint_with_other_label_count(tmp_path):
     config = tiny_config()
     config.num_labels = 3
     BertForSequenceClassification(config).save_pretrained(tmp_path)
-    with pytest.raises(StageError, match="classifier with 3 labels, but the data has 2"):
+    with pytest.raises(InputError, match="classifier with 3 labels, but the data has 2"):
         check_labels(tmp_path, ["not_equivalent", "equivalent"])
     check_labels(tmp_path, ["a", "b", "c"])  # agreeing counts pass
 
@@ -60,7 +63,7 @@ def test_max_length_beyond_the_model():
     class Tok:
         model_max_length = 512
 
-    with pytest.raises(StageError, match="max_length: 1000 exceeds this model's limit of 512"):
+    with pytest.raises(InputError, match="max_length: 1000 exceeds this model's limit of 512"):
         check_max_length(1000, Tok())
     check_max_length(512, Tok())
 
@@ -90,7 +93,7 @@ def test_malicious_pickle_is_refused_even_with_allow_pickle(tmp_path):
     torch.save({"w": Exploit()}, tmp_path / "pytorch_model.bin")
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(StageError, match="could not be loaded as plain weights"):
+    with pytest.raises(InputError, match="could not be loaded as plain weights"):
         copy_checkpoint(tmp_path, out, allow_pickle=True)
     assert not Path("/tmp/pwned-by-pickle").exists()
 
@@ -153,7 +156,7 @@ def test_sharded_pickle_is_not_guessed_at(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     for i in (1, 2):
         torch.save({"w": torch.zeros(1)}, tmp_path / f"pytorch_model-0000{i}-of-00002.bin")
-    with pytest.raises(StageError, match="converts a single pytorch_model.bin"):
+    with pytest.raises(InputError, match="converts a single pytorch_model.bin"):
         copy_checkpoint(tmp_path, tmp_path, allow_pickle=True)
 
 
@@ -162,7 +165,7 @@ def test_non_weights_pickle_is_refused(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}, "epoch": 3}, tmp_path / "pytorch_model.bin")
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(StageError, match="not a flat state dict of tensors"):
+    with pytest.raises(InputError, match="not a flat state dict of tensors"):
         copy_checkpoint(tmp_path, out, allow_pickle=True)
 
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 from datasets import Dataset
 
-from stages.evaluate import predict
+from textclf.inference import predict_logits as predict
 
 
 class LengthEcho:

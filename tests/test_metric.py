@@ -3,7 +3,7 @@ import random
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
-from stages.metric import ClassificationMetrics, classification_metrics
+from textclf.metrics import ClassificationMetrics, classification_metrics
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -1,8 +1,8 @@
 import pytest
 import yaml
 
-from stages.params import ParamsError, load_params, parse_params
 from tests.conftest import ROOT
+from textclf.params import ParamsError, load_params, parse_params
 
 
 def defaults() -> dict:

@@ -16,6 +16,7 @@ STAGES = {"download", "tokenize", "train", "evaluate"}
 ALWAYS = {"source"}  # always_changed: hashes a local dataset folder on every repro, in well under a second
 SECRET = "hf_NotARealTokenButSecret123"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+NAMES = ["not_equivalent", "equivalent"]
 
 
 def stages_ran(output: str) -> set[str]:
@@ -54,7 +55,7 @@ def test_outputs_of_a_full_run(repo):
     metrics = json.loads((repo / "metrics/eval.json").read_text())
     assert set(metrics) == {"accuracy", "f1", "precision", "recall", "loss"}
     assert all(0 <= metrics[k] <= 1 for k in ("accuracy", "f1", "precision", "recall"))
-    assert json.loads((repo / "metrics/test.json").read_text()) == {"pairs": 12}
+    assert json.loads((repo / "metrics/test.json").read_text()) == {"rows": 12}
 
     train_curve = (repo / "metrics/curves/train.tsv").read_text().splitlines()
     assert train_curve[0] == "step\tepoch\ttrain_loss\tlr" and len(train_curve) > 2
@@ -65,6 +66,21 @@ def test_outputs_of_a_full_run(repo):
     assert predictions[0] == "index\tprediction" and len(predictions) == 13
     confusion = (repo / "metrics/confusion.csv").read_text().splitlines()
     assert confusion[0] == "actual,predicted" and len(confusion) == 17
+    assert set(confusion[1:]) <= {f"{a},{b}" for a in NAMES for b in NAMES}
+    per_class = json.loads((repo / "metrics/per_class.json").read_text())
+    assert set(per_class) == {"validation"} and set(per_class["validation"]) == set(NAMES)
+    assert sum(c["support"] for c in per_class["validation"].values()) == 16
+    rows = (repo / "data/predictions/validation.tsv").read_text().splitlines()
+    assert rows[0].split("\t") == [
+        "idx",
+        "prediction",
+        "prediction_id",
+        *(f"prob_{n}" for n in NAMES),
+        "label",
+    ]
+    assert len(rows) == 17 and (repo / "data/predictions/test.tsv").exists()
+    task = json.loads((repo / "data/model/textclf.json").read_text())
+    assert task["text_columns"] == ["sentence1", "sentence2"] and task["label_names"] == NAMES
 
     leaked = [p for p in repo.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     assert leaked == []
@@ -194,3 +210,59 @@ def test_editing_a_local_dataset_file_reruns_download(tmp_path, tiny_model):
     dev.write_text(dev.read_text() + "1\t9001\t9002\tA new pair .\tA fresh pair .\n")
     assert stages_ran(run(["dvc", "repro", "download"], repo).stdout) == {"download"}
     assert json.loads((repo / "data/source.json").read_text())["splits"]["validation"] == 17
+
+
+def write_sms(folder: Path, n_train: int = 60, n_test: int = 10) -> Path:
+    """Single texts under the user's own column names, string labels, and no validation file."""
+    import random
+
+    rng = random.Random(0)
+    spam = "win free prize cash claim now urgent offer".split()
+    ham = "see you later lunch call home meeting tomorrow".split()
+    folder.mkdir(parents=True)
+    rows = ["category,message"]
+    for i in range(n_train):
+        label = "spam" if i % 3 == 0 else "ham"
+        rows.append(f"{label},{' '.join(rng.sample(spam if label == 'spam' else ham, 4))}")
+    (folder / "train.csv").write_text("\n".join(rows) + "\n")
+    test = ["message", *(" ".join(rng.sample(spam + ham, 4)) for _ in range(n_test))]
+    (folder / "test.csv").write_text("\n".join(test) + "\n")
+    return folder
+
+
+def test_single_text_dataset_with_string_labels(tmp_path, tiny_model):
+    data = write_sms(tmp_path / "sms")
+    params = {"dataset": str(data), "model": str(tiny_model), **TINY_TRAIN}
+    params |= {"text_columns": ["message"], "label_column": "category"}
+    repo = make_repo(tmp_path / "repo", params)
+    out = run(["dvc", "exp", "run", "-n", "sms"], repo)
+    assert stages_ran(out.stdout) == STAGES
+    source = json.loads((repo / "data/source.json").read_text())
+    assert source["label_names"] == ["ham", "spam"] and source["splits"] == {
+        "train": 54,
+        "validation": 6,
+        "test": 10,
+    }
+    assert source["label_counts"]["validation"] == {"ham": 4, "spam": 2}  # stratified: 10% of 40 and of 20
+    assert set(json.loads((repo / "metrics/eval.json").read_text())) == {
+        "accuracy",
+        "f1",
+        "precision",
+        "recall",
+        "loss",
+    }
+    assert json.loads((repo / "metrics/test.json").read_text()) == {"rows": 10}
+    config = json.loads((repo / "data/model/config.json").read_text())
+    assert config["id2label"] == {"0": "ham", "1": "spam"} and config["label2id"] == {"ham": 0, "spam": 1}
+    predictions = (repo / "data/predictions/test.tsv").read_text().splitlines()
+    assert predictions[0] == "idx\tprediction\tprediction_id\tprob_ham\tprob_spam" and len(predictions) == 11
+    assert {row.split("\t")[1] for row in predictions[1:]} <= {"ham", "spam"}
+
+    out = run(["dvc", "exp", "run", "-n", "sms-lr", "-S", "lr=3e-3"], repo)
+    assert stages_ran(out.stdout) == {"train", "evaluate"}
+    out = run(["dvc", "exp", "run", "-n", "sms-balanced", "-S", "class_weights=balanced"], repo)
+    assert stages_ran(out.stdout) == {"train", "evaluate"}
+    assert "train: class weights {'ham': 0.75, 'spam': 1.5}" in out.stdout  # 54 rows: 36 ham, 18 spam
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    names = {e["name"] for c in shown for e in c.get("experiments") or []}
+    assert {"sms", "sms-lr", "sms-balanced"} <= names

@@ -23,4 +23,4 @@ def test_default_model_on_a_slice_of_mrpc(tmp_path):
     assert config["hidden_dropout_prob"] == config["attention_probs_dropout_prob"] == 0.0  # `dropout: 0.0`
     metrics = json.loads((repo / "metrics/eval.json").read_text())
     assert 0 <= metrics["accuracy"] <= 1 and metrics["loss"] > 0
-    assert json.loads((repo / "metrics/test.json").read_text()) == {"pairs": 48}
+    assert json.loads((repo / "metrics/test.json").read_text()) == {"rows": 48}

@@ -2,8 +2,8 @@
 
 import pytest
 
-from stages.common import StageError
-from stages.source import fingerprint, local_folder
+from textclf.errors import InputError
+from textclf.sources import fingerprint, local_folder
 
 
 def test_hub_id_is_not_a_local_folder(tmp_path):
@@ -35,5 +35,5 @@ def test_hub_dataset_is_fingerprinted_by_id():
 
 
 def test_missing_local_folder_is_named():
-    with pytest.raises(StageError, match="dataset folder .*nope does not exist"):
+    with pytest.raises(InputError, match="dataset folder .*nope does not exist"):
         fingerprint("./nope", None)

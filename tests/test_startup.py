@@ -35,7 +35,7 @@ def test_a_stage_imports_with_collection_paused_and_runs_with_it_on():
         "import sys; sys.argv[0] = '-m'\n"  # what `python -m stages.x` shows while importing the package
         "import gc, stages\n"
         "paused = not gc.isenabled()\n"
-        "from stages.common import run_stage\n"
+        "from stages import run_stage\n"
         "run_stage(lambda: print(paused, gc.isenabled(), gc.get_freeze_count() > 0, stages.gc_paused))\n"
     )
     assert python(code) == "True True True False"

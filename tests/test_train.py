@@ -13,9 +13,10 @@ import pytest
 import torch
 import yaml
 
-from stages.common import StageError, choose_precision
-from stages.loop import param_groups, warmup_steps
-from tests.conftest import TINY_TRAIN, build_tiny_model, tool_env, write_mrpc
+from tests.conftest import TINY_TRAIN, build_tiny_model, copy_code, tool_env, write_mrpc
+from textclf.engines.loop import param_groups, warmup_steps
+from textclf.errors import InputError
+from textclf.precision import choose_precision
 
 ENGINES = ["trainer", "accelerate"]
 
@@ -29,7 +30,7 @@ def prepared(tmp_path_factory) -> Path:
     work = base / "work"
     work.mkdir()
     root = Path(__file__).resolve().parents[1]
-    shutil.copytree(root / "stages", work / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    copy_code(work)
     values = yaml.safe_load((root / "params.yaml").read_text())
     values.update({"dataset": str(data), "model": str(model), **TINY_TRAIN})
     (work / "params.yaml").write_text(yaml.safe_dump(values))
@@ -183,7 +184,7 @@ def test_two_process_evaluation_equals_one_process(prepared, tmp_path):
 
 
 def test_fp16_on_cpu_is_refused_and_auto_picks_bf16():
-    with pytest.raises(StageError, match="fp16 needs a CUDA GPU"):
+    with pytest.raises(InputError, match="fp16 needs a CUDA GPU"):
         choose_precision("fp16", cuda=False, bf16_ok=True)
     assert choose_precision("auto", cuda=False, bf16_ok=True) == "bf16"
     assert choose_precision("auto", cuda=False, bf16_ok=False) == "fp32"
@@ -208,9 +209,9 @@ def test_warmup_ratio_or_steps():
 
 
 def test_trainer_arguments_follow_the_params():
-    from stages.params import parse_params
-    from stages.train import training_args
     from tests.test_params import defaults
+    from textclf.engines.trainer import training_args
+    from textclf.params import parse_params
 
     p = parse_params(
         defaults() | {"max_grad_norm": 0.5, "warmup": 7, "lr_scheduler": "cosine", "grad_accum": 3}
@@ -234,9 +235,10 @@ def run_loop_in_process(work: Path, monkeypatch, **params):
     from datasets import load_from_disk
     from transformers import AutoTokenizer
 
-    from stages.loop import train_with_accelerate
-    from stages.params import load_params
-    from stages.train import load_model
+    from textclf.engines.base import Job
+    from textclf.engines.loop import train_with_accelerate
+    from textclf.model import load_model
+    from textclf.params import load_params
 
     set_params(work, **params)
     monkeypatch.chdir(work)
@@ -244,7 +246,8 @@ def run_loop_in_process(work: Path, monkeypatch, **params):
     data = load_from_disk("data/tokenized")
     model = load_model(p, data["train"].features["label"].names)
     tokenizer = AutoTokenizer.from_pretrained("data/pretrained")
-    return train_with_accelerate(p, "fp32", data, tokenizer, model, None, NoInterrupt())
+    job = Job(p, "fp32", data, tokenizer, model, work / "data/checkpoints", None, NoInterrupt())
+    return train_with_accelerate(job)
 
 
 @pytest.mark.parametrize("max_grad_norm, calls", [(0.25, 20), (0.0, 0)])
@@ -282,7 +285,7 @@ def test_loop_follows_the_lr_schedule(prepared, tmp_path, monkeypatch, scheduler
 def test_freeze_bottom_layers():
     from transformers import BertConfig, BertForSequenceClassification
 
-    from stages.train import freeze_bottom_layers
+    from textclf.model import freeze_bottom_layers
 
     config = BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
     model = BertForSequenceClassification(config)
@@ -290,14 +293,14 @@ def test_freeze_bottom_layers():
     trainable = {n for n, w in model.named_parameters() if w.requires_grad}
     assert not [n for n in trainable if n.startswith(("bert.embeddings", "bert.encoder.layer.0."))]
     assert any(n.startswith("bert.encoder.layer.1.") for n in trainable) and "classifier.weight" in trainable
-    with pytest.raises(StageError, match="exceeds the model's 2 layers"):
+    with pytest.raises(InputError, match="exceeds the model's 2 layers"):
         freeze_bottom_layers(model, 3, freeze_embeddings=False)
 
 
 def test_dropout_param_sets_every_rate_of_the_architecture():
     from transformers import BertConfig, DistilBertConfig
 
-    from stages.train import dropout_overrides
+    from textclf.model import dropout_overrides
 
     assert dropout_overrides(BertConfig(), None) == {}  # null: the checkpoint's own rates
     assert dropout_overrides(BertConfig(), 0.0) == {
@@ -313,8 +316,8 @@ def test_dropout_param_sets_every_rate_of_the_architecture():
 
 
 def test_dropout_reaches_the_model(prepared, tmp_path, monkeypatch):
-    from stages.params import load_params
-    from stages.train import load_model
+    from textclf.model import load_model
+    from textclf.params import load_params
 
     work = copy_work(prepared, tmp_path / "w")
     set_params(work, dropout=0.0)

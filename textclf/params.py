@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from textclf.errors import InputError
+
 PARAMS_FILE = Path("params.yaml")
 
 SCHEDULERS = (
@@ -28,9 +30,10 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ENGINES = ("trainer", "accelerate")
 BEST_METRICS = ("f1", "accuracy", "loss")
 LAUNCHERS = ("python", "accelerate", "torchrun")
+CLASS_WEIGHTS = ("none", "balanced")
 
 
-class ParamsError(ValueError):
+class ParamsError(InputError):
     """A value in params.yaml is missing, unknown or out of range."""
 
 
@@ -38,6 +41,10 @@ class ParamsError(ValueError):
 class Params:
     dataset: str
     subset: str | None
+    text_columns: list[str]
+    label_column: str
+    labels: list[str] | None
+    validation_split: float
     model: str
     max_length: int
     max_train_samples: int | None
@@ -61,6 +68,7 @@ class Params:
     engine: str
     early_stopping_patience: int
     metric_for_best_model: str
+    class_weights: str
     launcher: str
     trust_remote_code: bool
     allow_pickle: bool
@@ -70,6 +78,19 @@ class Params:
 RULES = {
     "dataset": (lambda v: v.strip() != "", "a Hub dataset id or a local folder"),
     "model": (lambda v: v.strip() != "", "a Hub model id or a local folder"),
+    "text_columns": (
+        lambda v: len(v) in (1, 2) and len(set(v)) == len(v) and all(c.strip() for c in v),
+        "a list of one column name (single texts) or two (sentence pairs), e.g. [sentence1, sentence2]",
+    ),
+    "label_column": (lambda v: v.strip() != "", "the name of the column that holds the labels"),
+    "labels": (
+        lambda v: v is None or (len(v) >= 2 and len(set(v)) == len(v) and all(x.strip() for x in v)),
+        "null (labels in sorted order) or a list of at least two distinct label names, e.g. [ham, spam]",
+    ),
+    "validation_split": (
+        lambda v: 0 < v <= 0.5,
+        "a fraction in (0, 0.5]: the share of train held out when the data has no validation split",
+    ),
     "max_length": (lambda v: 8 <= v <= 8192, "an integer from 8 to 8192"),
     "max_train_samples": (lambda v: v is None or v > 0, "null or a positive integer"),
     "max_eval_samples": (lambda v: v is None or v > 0, "null or a positive integer"),
@@ -90,6 +111,7 @@ RULES = {
     "engine": (lambda v: v in ENGINES, f"one of {', '.join(ENGINES)}"),
     "early_stopping_patience": (lambda v: v >= 0, "an integer >= 0 (0 turns early stopping off)"),
     "metric_for_best_model": (lambda v: v in BEST_METRICS, f"one of {', '.join(BEST_METRICS)}"),
+    "class_weights": (lambda v: v in CLASS_WEIGHTS, f"one of {', '.join(CLASS_WEIGHTS)}"),
     "launcher": (
         lambda v: v.split()[0] in LAUNCHERS if v.strip() else False,
         "a command starting with python, accelerate or torchrun, e.g. 'torchrun --nproc_per_node 2'",
@@ -98,12 +120,22 @@ RULES = {
 
 
 def _convert(key: str, value: Any, kind: Any) -> Any:
-    optional = kind in (int | None, str | None, float | None)
+    optional = kind in (int | None, str | None, float | None, list[str] | None)
     if value is None:
         if optional:
             return None
         raise ParamsError(f"params.yaml: '{key}' is empty; set it to a value.")
-    base = {int | None: int, str | None: str, float | None: float}.get(kind, kind)
+    base = {int | None: int, str | None: str, float | None: float, list[str] | None: list[str]}.get(
+        kind, kind
+    )
+    if base == list[str]:
+        # A single name is a list of one: `-S text_columns=sentence` means [sentence].
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(x, str | int | float) and not isinstance(x, bool) for x in items):
+            raise ParamsError(f"params.yaml: '{key}: {value}' must be a list of names, e.g. [a, b].")
+        return [str(x) for x in items]
+    if isinstance(value, list | dict):
+        raise ParamsError(f"params.yaml: '{key}: {value}' must be a single value, not a list or mapping.")
     if base is str:
         return str(value)
     if base is bool:

@@ -1,12 +1,15 @@
-"""Accuracy, F1, precision and recall as an `evaluate` metric that needs no Hub.
+"""Accuracy, F1, precision and recall as an `evaluate` metric that needs no Hub, plus per-class scores.
 
 `evaluate.load("glue", "mrpc")` downloads its definition from the Hub, so it fails offline. This
-module defines the same numbers (F1 of the positive class, label 1 = paraphrase, as GLUE reports
-it) through evaluate's own API: add_batch() while predicting, compute() at the end.
+module defines the same numbers through evaluate's own API (add_batch() while predicting, compute() at
+the end). A binary task reports precision/recall/F1 of the positive class, label id 1 (GLUE's MRPC F1;
+the second name in `labels`); a task with more classes reports their macro averages under the same
+keys, so `dvc exp show` has the same columns for every task.
 """
 
 import datasets
 import evaluate
+import numpy as np
 
 
 class ClassificationMetrics(evaluate.Metric):
@@ -21,23 +24,39 @@ class ClassificationMetrics(evaluate.Metric):
         )
 
     def _compute(self, predictions: list[int], references: list[int], num_labels: int = 2) -> dict:
-        pairs = list(zip(predictions, references, strict=True))
-        accuracy = sum(p == r for p, r in pairs) / len(pairs) if pairs else 0.0
-        # Binary: F1 of class 1 (GLUE's MRPC F1). More classes: macro average over classes.
+        table = confusion(np.asarray(predictions), np.asarray(references), num_labels)
+        accuracy = float(np.trace(table) / table.sum()) if table.sum() else 0.0
         classes = [1] if num_labels == 2 else list(range(num_labels))
-        per_class = [_prf(pairs, c) for c in classes]
-        precision, recall, f1 = (sum(x[i] for x in per_class) / len(per_class) for i in range(3))
+        per_class = [class_scores(table, c) for c in classes]
+        precision, recall, f1 = (float(np.mean([x[i] for x in per_class])) for i in range(3))
         return {"accuracy": accuracy, "f1": f1, "precision": precision, "recall": recall}
 
 
-def _prf(pairs: list[tuple[int, int]], cls: int) -> tuple[float, float, float]:
-    tp = sum(p == cls and r == cls for p, r in pairs)
-    fp = sum(p == cls and r != cls for p, r in pairs)
-    fn = sum(p != cls and r == cls for p, r in pairs)
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
+def confusion(predictions: np.ndarray, references: np.ndarray, num_labels: int) -> np.ndarray:
+    """table[actual, predicted] = count."""
+    table = np.zeros((num_labels, num_labels), dtype=np.int64)
+    np.add.at(table, (references.astype(np.int64), predictions.astype(np.int64)), 1)
+    return table
+
+
+def class_scores(table: np.ndarray, cls: int) -> tuple[float, float, float]:
+    """(precision, recall, F1) of one class; 0 where a ratio has nothing to divide by."""
+    tp = table[cls, cls]
+    predicted, actual = table[:, cls].sum(), table[cls, :].sum()
+    precision = tp / predicted if predicted else 0.0
+    recall = tp / actual if actual else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return precision, recall, f1
+    return float(precision), float(recall), float(f1)
+
+
+def per_class(predictions, references, names: list[str]) -> dict[str, dict]:
+    """Precision, recall, F1 and support of every class, by label name."""
+    table = confusion(np.asarray(predictions), np.asarray(references), len(names))
+    found = {}
+    for c, name in enumerate(names):
+        precision, recall, f1 = class_scores(table, c)
+        found[name] = {"precision": precision, "recall": recall, "f1": f1, "support": int(table[c].sum())}
+    return found
 
 
 def scores_with_loss(logits, labels) -> dict:

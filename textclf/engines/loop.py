@@ -14,15 +14,18 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from datasets import Dataset, DatasetDict
+from datasets import Dataset
 from torch.utils.data import DataLoader, RandomSampler
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, get_scheduler
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_parameter_names
 
-from stages.common import atomic_dir, length_order
-from stages.metric import scores_with_loss
-from stages.params import Params
+from textclf.engines.base import Job, Outcome, best_metric_key
+from textclf.files import atomic_dir
+from textclf.inference import length_order
+from textclf.metrics import scores_with_loss
+from textclf.model import weighted_loss
+from textclf.params import Params
 
 MIXED = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
@@ -88,15 +91,21 @@ def save_checkpoint(accelerator: Accelerator, folder: Path, step: int, state: di
     accelerator.wait_for_everyone()
 
 
-def train_with_accelerate(p: Params, precision, data: DatasetDict, tokenizer, model, resume, interrupt):
-    from stages.train import CHECKPOINTS, Outcome, best_metric_key
+def batch_loss(model, batch: dict, class_weights: torch.Tensor | None) -> torch.Tensor:
+    if class_weights is None:
+        return model(**batch).loss
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    return weighted_loss(class_weights, logits, batch["labels"])
 
+
+def train_with_accelerate(job: Job) -> Outcome:
+    p, data, model, resume, interrupt = job.p, job.data, job.model, job.resume, job.interrupt
     accelerator = Accelerator(
-        mixed_precision=MIXED[precision],
+        mixed_precision=MIXED[job.precision],
         gradient_accumulation_steps=p.grad_accum,
         cpu=not torch.cuda.is_available(),
     )
-    collator = DataCollatorWithPadding(tokenizer)
+    collator = DataCollatorWithPadding(job.tokenizer)
     train_ds = data["train"].remove_columns(["idx"])
     val = data["validation"].remove_columns(["idx"])
     eval_loader = DataLoader(val.select(length_order(val)), batch_size=p.eval_batch_size, collate_fn=collator)
@@ -123,7 +132,7 @@ def train_with_accelerate(p: Params, precision, data: DatasetDict, tokenizer, mo
     if resume:
         accelerator.load_state(str(resume))
         st = json.loads((resume / "loop_state.json").read_text())
-    best_dir = CHECKPOINTS / "step-best"
+    best_dir = job.checkpoints / "step-best"
     start, window = time.perf_counter(), []
     bar = tqdm(total=total, initial=st["step"], disable=not accelerator.is_local_main_process, desc="train")
     model.train()
@@ -134,7 +143,7 @@ def train_with_accelerate(p: Params, precision, data: DatasetDict, tokenizer, mo
             loader = accelerator.skip_first_batches(loader, st["batches_done"])
         for batch in loader:
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                loss = batch_loss(model, batch, job.class_weights)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and p.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), p.max_grad_norm)
@@ -161,7 +170,7 @@ def train_with_accelerate(p: Params, precision, data: DatasetDict, tokenizer, mo
             if interrupt.everywhere():
                 break
         if interrupt.requested:
-            save_checkpoint(accelerator, CHECKPOINTS, st["step"], st)
+            save_checkpoint(accelerator, job.checkpoints, st["step"], st)
             break
         st["epoch"], st["batches_done"] = st["epoch"] + 1, 0
         scores = evaluate(accelerator, model, eval_loader)
@@ -174,7 +183,7 @@ def train_with_accelerate(p: Params, precision, data: DatasetDict, tokenizer, mo
                     accelerator.unwrap_model(model).save_pretrained(tmp)
         else:
             st["bad"] += 1
-        save_checkpoint(accelerator, CHECKPOINTS, st["step"], st)
+        save_checkpoint(accelerator, job.checkpoints, st["step"], st)
         if out_of_patience(p, st["bad"]):
             accelerator.print(f"early stopping: no gain in {metric} for {st['bad']} epoch(s)")
             break

@@ -1,0 +1,75 @@
+"""class_weights: balanced changes the training loss the same way in both engines; validation loss
+stays the plain one; none leaves the model's own loss untouched."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification, TrainingArguments
+
+from textclf.engines.loop import batch_loss
+from textclf.engines.trainer import ClassWeightedTrainer
+from textclf.errors import InputError
+from textclf.model import class_weights
+
+
+def tiny_classifier(num_labels: int = 3) -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    config.num_labels = num_labels
+    return BertForSequenceClassification(config)
+
+
+def batch() -> dict:
+    g = torch.Generator().manual_seed(1)
+    return {
+        "input_ids": torch.randint(0, 50, (6, 5), generator=g),
+        "attention_mask": torch.ones(6, 5, dtype=torch.long),
+        "labels": torch.tensor([0, 0, 0, 0, 1, 2]),  # imbalanced: class 0 dominates
+    }
+
+
+def test_balanced_weights_follow_the_train_label_counts():
+    weights = class_weights("balanced", np.array([0] * 6 + [1] * 3 + [2] * 1), 3)
+    assert weights.tolist() == pytest.approx([10 / 18, 10 / 9, 10 / 3])  # n / (k * n_c)
+    assert class_weights("none", np.array([0, 1]), 2) is None
+    with pytest.raises(InputError, match="needs every class in train"):
+        class_weights("balanced", np.array([0, 0, 1]), 3)
+
+
+def manual(model, inputs, weights=None) -> torch.Tensor:
+    logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+    return torch.nn.functional.cross_entropy(logits, inputs["labels"], weight=weights)
+
+
+def test_the_loop_engine_weighs_its_training_loss():
+    model, inputs = tiny_classifier(), batch()
+    model.eval()  # dropout off: the same logits every call
+    weights = class_weights("balanced", inputs["labels"].numpy(), 3)
+    weighted = batch_loss(model, inputs, weights)
+    assert weighted.item() == pytest.approx(manual(model, inputs, weights).item(), rel=1e-6)
+    assert batch_loss(model, inputs, None).item() == pytest.approx(manual(model, inputs).item(), rel=1e-6)
+    assert abs(weighted.item() - manual(model, inputs).item()) > 1e-3  # the weights changed it
+
+
+def test_the_trainer_engine_weighs_training_but_not_evaluation(tmp_path):
+    model, inputs = tiny_classifier(), batch()
+    weights = class_weights("balanced", inputs["labels"].numpy(), 3)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    trainer = ClassWeightedTrainer(model=model, args=args, class_weights=weights)
+    for layer in model.modules():  # training mode without dropout's randomness
+        if isinstance(layer, torch.nn.Dropout):
+            layer.p = 0.0
+    model.train()
+    trained = trainer.compute_loss(model, dict(inputs)).item()
+    assert trained == pytest.approx(manual(model, inputs, weights).item(), rel=1e-5)
+    model.eval()
+    assert trainer.compute_loss(model, dict(inputs)).item() == pytest.approx(
+        manual(model, inputs).item(), rel=1e-5
+    )
+    plain = ClassWeightedTrainer(model=model, args=args)  # class_weights: none
+    model.train()
+    assert plain.compute_loss(model, dict(inputs)).item() == pytest.approx(
+        manual(model, inputs).item(), rel=1e-5
+    )

@@ -1,0 +1,155 @@
+"""Reading data as it is: MRPC TSV parsing with the real traps, split files in every format, parquet
+streamed through scratch. (Choosing columns and labels: test_labels.py.)"""
+
+import pytest
+
+from tests.conftest import LABELED_HEADER, ROWS, SHARED_MRPC, TEST_HEADER, tsv
+from textclf.data import decode_utf8, find_split_files, load_local, parse_mrpc_tsv
+from textclf.errors import InputError
+from textclf.pretrained import copy_checkpoint
+
+
+def test_bom_and_unbalanced_quotes_keep_every_row():
+    text = tsv(LABELED_HEADER, ROWS, bom=True)
+    cols = parse_mrpc_tsv(decode_utf8(text.encode(), "train.tsv"), "train.tsv")
+    assert len(cols["sentence1"]) == len(ROWS)  # a quoting CSV reader merges rows here
+    assert cols["sentence1"][0] == 'He called him " the witness .'
+    assert cols["sentence1"][2].startswith('" We are pleased')
+    assert cols["label"] == [1, 0, 1, 0, 1, 0]
+
+
+def test_test_split_keeps_its_index_and_has_no_label():
+    rows = [("7", *r[1:]) for r in ROWS[:2]]
+    cols = parse_mrpc_tsv(tsv(TEST_HEADER, rows), "test.tsv")
+    assert cols["idx"] == [7, 7] and "label" not in cols
+
+
+def test_windows_line_endings():
+    text = tsv(LABELED_HEADER, ROWS).replace("\n", "\r\n")
+    assert parse_mrpc_tsv(text, "t")["sentence2"][5] == "Sales grew in Tokyo ."
+
+
+def test_missing_column_names_the_line():
+    rows = [*ROWS[:3], ROWS[3][:4]]
+    with pytest.raises(InputError, match=r"t.tsv:5: 4 tab-separated fields, expected 5"):
+        parse_mrpc_tsv(tsv(LABELED_HEADER, rows), "t.tsv")
+
+
+def test_bad_label():
+    rows = [("2", *ROWS[0][1:]), *ROWS[1:]]
+    with pytest.raises(InputError, match=r"label '2' is not 0 or 1"):
+        parse_mrpc_tsv(tsv(LABELED_HEADER, rows), "t.tsv")
+
+
+def test_wrong_header():
+    with pytest.raises(InputError, match="not MRPC's"):
+        parse_mrpc_tsv(tsv("a\tb\tc\td\te", ROWS), "t.tsv")
+
+
+def test_empty_file_and_header_only():
+    with pytest.raises(InputError, match="empty"):
+        parse_mrpc_tsv("", "t.tsv")
+    with pytest.raises(InputError, match="no rows"):
+        parse_mrpc_tsv(LABELED_HEADER + "\n", "t.tsv")
+
+
+def test_duplicate_ids():
+    with pytest.raises(InputError, match="duplicate sentence-pair ID"):
+        parse_mrpc_tsv(tsv(LABELED_HEADER, [*ROWS, ROWS[0]]), "t.tsv")
+
+
+def test_other_encoding_is_named():
+    with pytest.raises(InputError, match="not UTF-8.*iconv"):
+        decode_utf8("Café".encode("latin-1"), "train.tsv")
+
+
+def test_local_folder_in_glue_layout(tmp_path):
+    (tmp_path / "train.tsv").write_text(tsv(LABELED_HEADER, ROWS, bom=True))
+    (tmp_path / "dev.tsv").write_text(tsv(LABELED_HEADER, ROWS[:4]))
+    (tmp_path / "test.tsv").write_text(tsv(TEST_HEADER, [(str(i), *r[1:]) for i, r in enumerate(ROWS)]))
+    data = load_local(tmp_path, tmp_path / "scratch")
+    assert {s: len(d.rows) for s, d in data.items()} == {"train": 6, "validation": 4, "test": 6}
+    assert data["train"].rows.features["label"].names == ["not_equivalent", "equivalent"]
+    assert "label" not in data["test"].rows.column_names
+    assert data["validation"].origin == str(tmp_path / "dev.tsv")
+
+
+def test_only_train_is_required(tmp_path):
+    (tmp_path / "train.tsv").write_text(tsv(LABELED_HEADER, ROWS))
+    assert find_split_files(tmp_path) == {"train": tmp_path / "train.tsv"}
+    (tmp_path / "train.tsv").rename(tmp_path / "training.csv")
+    with pytest.raises(InputError, match=r"no train file.*holds \['training.csv'\]"):
+        find_split_files(tmp_path)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_local(tmp_path / "nope", tmp_path / "scratch")
+
+
+@pytest.mark.parametrize("ext", ["csv", "tsv", "json", "jsonl", "parquet"])
+def test_every_format_keeps_its_columns(tmp_path, ext):
+    import pandas as pd
+
+    frame = pd.DataFrame({"review": ["a b", 'c " d'], "stars": [5, 1], "extra": [0.5, 0.25]})
+    path = tmp_path / f"train.{ext}"
+    if ext in ("csv", "tsv"):
+        frame.to_csv(path, index=False, sep="," if ext == "csv" else "\t", quoting=3 if ext == "tsv" else 0)
+    elif ext in ("json", "jsonl"):
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path)
+    rows = load_local(tmp_path, tmp_path / "scratch")["train"].rows
+    assert rows["review"] == ["a b", 'c " d'] and rows["stars"] == [5, 1] and "extra" in rows.column_names
+
+
+def test_empty_file_is_named(tmp_path):
+    (tmp_path / "train.csv").write_text("")
+    with pytest.raises(InputError, match="train.csv is empty"):
+        load_local(tmp_path, tmp_path / "scratch")
+    (tmp_path / "train.csv").write_text("text,label\n")
+    with pytest.raises(InputError, match="train.csv has no rows"):
+        load_local(tmp_path, tmp_path / "scratch")
+
+
+def test_checkpoint_without_safetensors_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(
+        InputError, match="no model.safetensors, only .*pytorch_model.bin.*allow_pickle: true"
+    ):
+        copy_checkpoint(tmp_path, tmp_path / "out")
+
+
+@pytest.mark.skipif(not SHARED_MRPC.exists(), reason="../shared/mrpc is absent")
+def test_real_mrpc_row_counts(tmp_path):
+    data = load_local(SHARED_MRPC, tmp_path)
+    assert {s: len(d.rows) for s, d in data.items()} == {"train": 3667, "validation": 408, "test": 1725}
+    assert sum(data["train"].rows["label"]) == 2473 and sum(data["validation"].rows["label"]) == 279
+
+
+def test_parquet_streams_through_scratch_in_order_and_leaves_no_cache(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    n = 25_000  # several 10,000-row batches, from row groups of another size
+    table = pa.table(
+        {"sentence1": [f"a {i}" for i in range(n)], "sentence2": [f"b {i}" for i in range(n)]}
+        | {"label": [i % 2 for i in range(n)]}
+    )
+    pq.write_table(table, tmp_path / "train.parquet", row_group_size=7_000)
+    pq.write_table(table.slice(0, 10), tmp_path / "validation.parquet")
+    train = load_local(tmp_path, tmp_path / "scratch")["train"].rows
+    assert (
+        len(train) == n and train[n - 1]["sentence1"] == f"a {n - 1}" and train["label"][:4] == [0, 1, 0, 1]
+    )
+    assert {"train.arrow", "validation.arrow"} <= {p.name for p in (tmp_path / "scratch").iterdir()}
+    assert not (tmp_path / "hf-cache").exists()
+
+
+def test_unreadable_parquet_is_named(tmp_path):
+    (tmp_path / "train.parquet").write_bytes(b"not parquet at all")
+    (tmp_path / "validation.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(InputError, match="train.parquet: could not be read as parquet"):
+        load_local(tmp_path, tmp_path / "scratch")

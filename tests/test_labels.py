@@ -1,0 +1,221 @@
+"""Any text-classification dataset into the pipeline's shape: single texts or pairs, any column names,
+integer, ClassLabel or string labels, with or without a validation split. Small hand-written files."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+from tests.conftest import LABELED_HEADER, ROWS, TEST_HEADER, tsv
+from textclf.data import load_hub, load_local
+from textclf.errors import InputError
+from textclf.labels import carve_validation, label_counts, prepare
+
+SMS = [("ham", "See you at 6?"), ("spam", "WIN a FREE prize now!!!"), ("ham", "Ok, on my way")] * 6 + [
+    ("spam", "Claim your cash reward"),
+    ("ham", "Call me later"),
+]  # 13 ham, 7 spam
+
+
+def write_sms(folder, rows=SMS, test=True, test_labels=True):
+    folder.mkdir(exist_ok=True)
+    pd.DataFrame(rows, columns=["category", "message"]).to_csv(folder / "train.csv", index=False)
+    if test:
+        frame = pd.DataFrame([("ham", "Lunch?"), ("spam", "Free ringtones")], columns=["category", "message"])
+        frame[["category", "message"] if test_labels else ["message"]].to_csv(
+            folder / "test.csv", index=False
+        )
+    return folder
+
+
+def run(folder, text_columns=("sentence1", "sentence2"), label_column="label", labels=None, split=0.1):
+    return prepare(load_local(folder, folder / ".scratch"), list(text_columns), label_column, labels, split)
+
+
+def test_single_text_csv_with_string_labels_and_no_validation_file(tmp_path):
+    data, task = run(write_sms(tmp_path / "sms"), ["message"], "category")
+    assert task.label_names == ["ham", "spam"]  # sorted: spam (id 1) is the positive class
+    assert set(data["train"].column_names) == {"text", "label", "idx"}
+    assert data["train"].features["label"] == ClassLabel(names=["ham", "spam"])
+    # 10% of each class held out, stratified: round(1.3) ham + round(0.7) spam.
+    assert label_counts(data)["validation"] == {"ham": 1, "spam": 1}
+    assert len(data["train"]) == 18 and task.validation.startswith("0.1 of train, stratified")
+    held = set(data["validation"]["idx"])
+    assert held.isdisjoint(data["train"]["idx"]) and held | set(data["train"]["idx"]) == set(range(20))
+    assert data["test"]["label"] == [0, 1] and data["test"]["text"] == ["Lunch?", "Free ringtones"]
+
+
+def test_test_split_without_labels_is_kept_for_prediction(tmp_path):
+    data, _ = run(write_sms(tmp_path / "sms", test_labels=False), ["message"], "category")
+    assert set(data["test"].column_names) == {"text", "idx"} and len(data["test"]) == 2
+
+
+def test_three_class_pairs_with_string_labels_in_jsonl(tmp_path):
+    folder = tmp_path / "nli"
+    folder.mkdir()
+    pairs = [
+        ("A man sleeps.", "A person rests.", "ENTAILMENT"),
+        ("A man sleeps.", "A man runs.", "CONTRADICTION"),
+        ("A dog barks.", "A dog is hungry.", "NEUTRAL"),
+    ]
+    for split, rows in (("train", pairs * 3), ("validation", pairs)):
+        frame = pd.DataFrame(rows, columns=["sentence1", "sentence2", "label"])
+        frame.to_json(folder / f"{split}.jsonl", orient="records", lines=True)
+    data, task = run(folder)
+    assert task.label_names == ["CONTRADICTION", "ENTAILMENT", "NEUTRAL"]
+    assert data["validation"]["label"] == [1, 0, 2] and task.validation == "file"
+    assert data["train"]["text_pair"][:2] == ["A person rests.", "A man runs."]
+
+
+def test_parquet_single_text_with_other_columns_ignored(tmp_path):
+    frame = pd.DataFrame({"id": [7, 8, 9, 10], "body": ["good", "bad", "fine", "awful"], "y": [1, 0, 1, 0]})
+    frame.assign(note="x").to_parquet(tmp_path / "train.parquet")
+    frame.to_parquet(tmp_path / "dev.parquet")
+    data, task = run(tmp_path, ["body"], "y")
+    assert task.label_names == ["0", "1"] and data["train"]["label"] == [1, 0, 1, 0]
+    assert set(data["train"].column_names) == {"text", "label", "idx"}
+
+
+def test_labels_param_sets_the_order(tmp_path):
+    data, task = run(write_sms(tmp_path / "sms"), ["message"], "category", labels=["spam", "ham"])
+    assert task.label_names == ["spam", "ham"]
+    assert data["test"]["label"] == [1, 0]  # ham is now id 1, the positive class
+
+
+def test_labels_param_must_cover_train_and_only_train(tmp_path):
+    folder = write_sms(tmp_path / "sms")
+    with pytest.raises(InputError, match=r"train.csv: label\(s\) 'spam' are not in the labels param"):
+        run(folder, ["message"], "category", labels=["ham", "other"])
+    with pytest.raises(InputError, match=r"labels: \['maybe'\] never appear in train"):
+        run(folder, ["message"], "category", labels=["ham", "spam", "maybe"])
+
+
+def test_a_label_train_never_shows_is_named_with_its_split(tmp_path):
+    folder = write_sms(tmp_path / "sms", test=False)
+    pd.DataFrame([("ham", "hi"), ("eggs", "bye")], columns=["category", "message"]).to_csv(
+        folder / "validation.csv", index=False
+    )
+    with pytest.raises(
+        InputError, match=r"validation.csv: validation has label\(s\) 'eggs' that train never"
+    ):
+        run(folder, ["message"], "category")
+
+
+def test_a_blank_or_missing_label_names_the_row(tmp_path):
+    rows = [*SMS[:2], (" ", "no label here"), *SMS[2:]]
+    with pytest.raises(InputError, match=r"train.csv: row 3 has no label \(1 row\(s\) without one\)"):
+        run(write_sms(tmp_path / "blank", rows), ["message"], "category")
+    frame = pd.DataFrame({"text": ["a", "b", "c", "d"], "label": [1, 0, None, 1]})  # pandas: 1.0, 0.0, NaN
+    (tmp_path / "gap").mkdir()
+    frame.to_csv(tmp_path / "gap" / "train.csv", index=False)
+    with pytest.raises(InputError, match="row 3 has no label"):
+        run(tmp_path / "gap", ["text"])
+
+
+def test_a_partly_labeled_test_split_is_refused(tmp_path):
+    folder = write_sms(tmp_path / "sms")
+    pd.DataFrame([("ham", "a"), (None, "b")], columns=["category", "message"]).to_csv(
+        folder / "test.csv", index=False
+    )
+    with pytest.raises(InputError, match="test.csv: row 2 has no label.*fully labeled"):
+        run(folder, ["message"], "category")
+
+
+def test_integer_labels_keep_numeric_order(tmp_path):
+    stars = pd.DataFrame({"review": [f"r{i}" for i in range(12)], "stars": [1, 2, 3, 4, 5, 10] * 2})
+    stars.to_csv(tmp_path / "train.csv", index=False)
+    stars.to_csv(tmp_path / "validation.csv", index=False)
+    data, task = run(tmp_path, ["review"], "stars")
+    assert task.label_names == ["1", "2", "3", "4", "5", "10"]  # not "1", "10", "2", ...
+    assert data["train"]["label"][:6] == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_missing_text_column_names_the_file_and_the_columns(tmp_path):
+    folder = write_sms(tmp_path / "sms")
+    with pytest.raises(InputError) as e:
+        run(folder)  # the MRPC defaults on a single-text file
+    message = str(e.value)
+    assert "train.csv: no text column 'sentence1'" in message and "['category', 'message']" in message
+    assert "-S 'text_columns=[category]'" in message or "-S 'text_columns=[message]'" in message
+    with pytest.raises(InputError, match="no label column 'label'.*-S label_column=category"):
+        run(folder, ["message"])
+
+
+def test_an_empty_text_names_column_and_row(tmp_path):
+    rows = [*SMS[:4], ("ham", None), *SMS[4:]]
+    with pytest.raises(InputError, match=r"text column 'message' is empty in 1 row\(s\), first at row 5"):
+        run(write_sms(tmp_path / "sms", rows), ["message"], "category")
+
+
+def test_label_names_with_a_tab_are_refused(tmp_path):
+    rows = [("a\tb", "x"), ("c", "y")] * 5
+    with pytest.raises(InputError, match="holds a tab or line break"):
+        run(write_sms(tmp_path / "sms", rows, test=False), ["message"], "category")
+
+
+def test_mrpc_layout_keeps_glue_labels_and_can_be_read_as_single_text(tmp_path):
+    (tmp_path / "train.tsv").write_text(tsv(LABELED_HEADER, ROWS, bom=True))
+    (tmp_path / "dev.tsv").write_text(tsv(LABELED_HEADER, ROWS[:4]))
+    (tmp_path / "test.tsv").write_text(tsv(TEST_HEADER, [(str(i + 10), *r[1:]) for i, r in enumerate(ROWS)]))
+    data, task = run(tmp_path)
+    assert task.label_names == ["not_equivalent", "equivalent"] and data["train"]["label"] == [
+        1,
+        0,
+        1,
+        0,
+        1,
+        0,
+    ]
+    assert data["train"]["text"][0] == 'He called him " the witness .'
+    assert data["test"]["idx"] == list(range(10, 16)) and "label" not in data["test"].column_names
+    single, _ = run(tmp_path, ["sentence2"])
+    assert "text_pair" not in single["train"].column_names
+
+
+def glue_like(config_labels: list[str], texts: dict) -> DatasetDict:
+    """What load_dataset("nyu-mll/glue", ...) returns: ClassLabel labels, -1 on the unlabeled test split."""
+    features = Features({**{c: Value("string") for c in texts}, "label": ClassLabel(names=config_labels)})
+    features["idx"] = Value("int32")
+    n = len(next(iter(texts.values())))
+    split = {**texts, "label": [i % 2 for i in range(n)], "idx": list(range(n))}
+    test = {**texts, "label": [-1] * n, "idx": list(range(n))}
+    return DatasetDict(
+        train=Dataset.from_dict(split, features=features),
+        validation=Dataset.from_dict(split, features=features),
+        test=Dataset.from_dict(test, features=features),
+    )
+
+
+def test_hub_glue_single_text_task(monkeypatch):
+    fake = glue_like(["negative", "positive"], {"sentence": ["good film", "dull", "great", "bad"]})
+    monkeypatch.setattr("textclf.data.load_dataset", lambda name, subset: fake)
+    data, task = prepare(load_hub("nyu-mll/glue", "sst2"), ["sentence"], "label", None, 0.1)
+    assert task.label_names == ["negative", "positive"] and data["validation"]["label"] == [0, 1, 0, 1]
+    assert "label" not in data["test"].column_names and data["test"]["idx"] == [0, 1, 2, 3]
+    with pytest.raises(
+        InputError, match=r"Hub dataset nyu-mll/glue \(sst2\) split train: no text column 'text'"
+    ):
+        prepare(load_hub("nyu-mll/glue", "sst2"), ["text"], "label", None, 0.1)
+
+
+def test_carved_validation_is_stratified_seeded_and_keeps_train_order():
+    labels = np.array([0] * 700 + [1] * 250 + [2] * 50)
+    np.random.default_rng(1).shuffle(labels)
+    ds = Dataset.from_dict({"label": labels, "idx": np.arange(1000)})
+    train, validation = carve_validation(ds, 0.1)
+    assert np.bincount(validation["label"]).tolist() == [70, 25, 5]
+    assert list(train["idx"]) == sorted(train["idx"]) and len(train) == 900
+    again = carve_validation(ds, 0.1)[1]
+    assert list(again["idx"]) == list(validation["idx"])  # the same rows in every experiment
+
+
+def test_too_small_to_carve_says_what_to_do():
+    with pytest.raises(InputError, match="too few to hold out.*Add a validation file"):
+        carve_validation(Dataset.from_dict({"label": [0, 1], "idx": [0, 1]}), 0.1)
+
+
+def test_source_json_shape_is_serialisable(tmp_path):
+    data, task = run(write_sms(tmp_path / "sms"), ["message"], "category")
+    json.dumps({"counts": label_counts(data), "task": task._asdict()})

@@ -1,0 +1,55 @@
+"""Checkpoint bookkeeping for resume: which run a checkpoint folder belongs to, and the newest complete
+checkpoint in it. The engines write the checkpoints; this decides whether the next run may resume."""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from textclf.files import sha256_file, write_text_atomic
+from textclf.params import Params, as_dict
+from textclf.paths import PRETRAINED, TOKENIZED
+
+# The params that change what training computes; a checkpoint made under others is not resumed.
+TRAIN_KEYS = [
+    "lr", "epochs", "batch_size", "weight_decay", "warmup", "lr_scheduler", "grad_accum", "max_grad_norm",
+    "seed", "precision", "group_by_length", "freeze_embeddings", "freeze_layers", "dropout", "engine",
+    "early_stopping_patience", "metric_for_best_model", "logging_steps", "class_weights",
+]  # fmt: skip
+
+
+def fingerprint(
+    p: Params, precision: str, processes: int, data_dir: Path = TOKENIZED, pretrained: Path = PRETRAINED
+) -> str:
+    """Identity of a training run: train params, resolved precision, process count (step counts are per
+    process), the tokenized data instance and the starting weights."""
+    run = {k: as_dict(p)[k] for k in TRAIN_KEYS} | {"precision": precision, "processes": processes}
+    h = hashlib.sha256(json.dumps(run, sort_keys=True).encode())
+    for state in sorted(data_dir.glob("*/state.json")):  # datasets writes a fresh fingerprint per save
+        h.update(state.read_bytes())
+    for weights in sorted(pretrained.glob("*.safetensors")):
+        h.update(sha256_file(weights).encode())
+    return h.hexdigest()
+
+
+def read_stamp(stamp: Path) -> str | None:
+    try:
+        return json.loads(stamp.read_text()).get("fingerprint")
+    except (OSError, ValueError, AttributeError):  # missing or cut short by a kill: treat as stale
+        return None
+
+
+def prepare_checkpoints(folder: Path, run_id: str, is_main: bool) -> Path | None:
+    """Return the newest complete checkpoint of this same run, or None; wipe checkpoints of other runs."""
+    stamp = folder / "run.json"
+    if read_stamp(stamp) != run_id:
+        if is_main:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(stamp, json.dumps({"fingerprint": run_id}))
+        return None
+    # The Trainer writes checkpoint-N/trainer_state.json last; the Accelerate loop renames tmp-N to
+    # step-N when complete. A folder without its marker is partial and is never resumed from.
+    done = [d for d in folder.glob("checkpoint-[0-9]*") if (d / "trainer_state.json").exists()]
+    done += [d for d in folder.glob("step-[0-9]*") if (d / "loop_state.json").exists()]
+    return max(done, key=lambda d: int(d.name.rsplit("-", 1)[1]), default=None)

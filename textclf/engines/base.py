@@ -1,0 +1,72 @@
+"""What both engines take (a Job) and hand back (an Outcome), and how they stop on Ctrl-C."""
+
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from datasets import DatasetDict
+
+from textclf.params import Params
+
+
+class Interrupt:
+    """Turns Ctrl-C / SIGTERM into a flag, so the engine saves a checkpoint at the next step and stops."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ntrain: interrupted; saving a checkpoint to resume from (Ctrl-C again to abort)", flush=True)
+
+    def everywhere(self) -> bool:
+        """True once any process got the signal. Under torchrun/accelerate launch all ranks must stop at
+        the same step: a rank that stops alone leaves the others waiting in an all-reduce."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            from accelerate import PartialState
+
+            flag = torch.tensor([1.0 if self.requested else 0.0], device=PartialState().device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            self.requested = bool(flag.item())
+        return self.requested
+
+
+@dataclass
+class Job:
+    """Everything an engine needs for one training run."""
+
+    p: Params
+    precision: str  # resolved: fp32, bf16 or fp16
+    data: DatasetDict  # tokenized train and validation
+    tokenizer: object
+    model: torch.nn.Module
+    checkpoints: Path  # where to save checkpoints (and the best model, for the loop)
+    resume: Path | None  # a checkpoint of this same run to resume from
+    interrupt: Interrupt
+    class_weights: torch.Tensor | None = None  # loss weights per class, for training only
+
+
+@dataclass
+class Outcome:
+    """What an engine hands back: the best model and a Trainer-style log history."""
+
+    model: torch.nn.Module
+    log_history: list[dict]
+    global_step: int
+    train_seconds: float
+    best_epoch: float | None
+    is_main: bool
+    interrupted: bool = False
+    resumed_from: str | None = None
+
+
+def best_metric_key(p: Params) -> tuple[str, bool]:
+    """The log key that picks the best epoch, and whether greater is better."""
+    return f"eval_{p.metric_for_best_model}", p.metric_for_best_model != "loss"

@@ -1,0 +1,138 @@
+"""The `engine: trainer` engine: the Hugging Face Trainer, configured from the params."""
+
+import time
+from pathlib import Path
+
+import numpy as np
+from transformers import (
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    EvalPrediction,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+from textclf.engines.base import Interrupt, Job, Outcome, best_metric_key
+from textclf.inference import length_order
+from textclf.metrics import classification_metrics
+from textclf.model import weighted_loss
+from textclf.params import Params
+from textclf.precision import precision_args
+
+
+def compute_metrics(pred: EvalPrediction) -> dict:
+    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+    return classification_metrics(np.argmax(logits, axis=-1), pred.label_ids, num_labels=logits.shape[-1])
+
+
+def training_args(p: Params, precision: str, output_dir: Path) -> TrainingArguments:
+    metric, greater = best_metric_key(p)
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        learning_rate=p.lr,
+        num_train_epochs=p.epochs,
+        per_device_train_batch_size=p.batch_size,
+        per_device_eval_batch_size=p.eval_batch_size,
+        gradient_accumulation_steps=p.grad_accum,
+        weight_decay=p.weight_decay,  # the Trainer exempts biases and LayerNorm weights
+        warmup_steps=p.warmup,
+        lr_scheduler_type=p.lr_scheduler,
+        max_grad_norm=p.max_grad_norm,
+        seed=p.seed,
+        **precision_args(precision),
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        # 2, not 1: with load_best_model_at_end the best is always kept, and at 1 the Trainer deletes the
+        # latest checkpoint at the end of train(), also the one an interrupt has just saved.
+        save_total_limit=2,
+        restore_callback_states_from_checkpoint=True,  # early stopping's patience counter survives a resume
+        load_best_model_at_end=True,
+        metric_for_best_model=metric,
+        greater_is_better=greater,
+        train_sampling_strategy="group_by_length" if p.group_by_length else "random",
+        logging_strategy="steps",
+        logging_steps=p.logging_steps,
+        disable_tqdm=False,
+        report_to="none",
+    )
+
+
+class StopOnInterrupt(TrainerCallback):
+    def __init__(self, interrupt: Interrupt) -> None:
+        self.interrupt = interrupt
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # A resumed run restores the control flags saved with the checkpoint ("save", and "stop" after an
+        # interrupt): start from clean ones, as an uninterrupted run does.
+        control._new_training()
+        control._new_epoch()
+        control._new_step()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.interrupt.everywhere():
+            control.should_save = True
+            control.should_training_stop = True
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.interrupt.requested:
+            # The Trainer still ends the cut-short epoch: no evaluation of a part epoch (it would be a
+            # validation row at epoch 1.3), only the checkpoint.
+            control.should_evaluate = False
+
+
+class ClassWeightedTrainer(Trainer):
+    """The Trainer, with a class-weighted loss while training when class weights are given. Evaluation
+    keeps the plain loss, so validation losses compare across class_weights settings."""
+
+    loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides it by grad_accum itself
+
+    def __init__(self, *args, class_weights=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.class_weights = class_weights
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.class_weights is None or not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+        loss = weighted_loss(self.class_weights, outputs.logits, inputs["labels"])
+        return (loss, outputs) if return_outputs else loss
+
+
+def train_with_trainer(job: Job) -> Outcome:
+    p = job.p
+    callbacks = [StopOnInterrupt(job.interrupt)]
+    if p.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=p.early_stopping_patience))
+    validation = job.data["validation"]
+    trainer = ClassWeightedTrainer(
+        model=job.model,
+        args=training_args(p, job.precision, job.checkpoints),
+        train_dataset=job.data["train"],
+        eval_dataset=validation.select(length_order(validation)),
+        data_collator=DataCollatorWithPadding(job.tokenizer),
+        processing_class=job.tokenizer,
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+        class_weights=job.class_weights,
+    )
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(job.resume) if job.resume else None)
+    state = trainer.state
+    best_epoch = next(
+        (
+            r["epoch"]
+            for r in state.log_history
+            if r.get("step") == state.best_global_step and "eval_loss" in r
+        ),
+        None,
+    )
+    return Outcome(
+        model=trainer.model,
+        log_history=state.log_history,
+        global_step=state.global_step,
+        train_seconds=time.perf_counter() - start,
+        best_epoch=best_epoch,
+        is_main=trainer.is_world_process_zero(),
+        interrupted=job.interrupt.requested,
+    )

@@ -1,0 +1,84 @@
+"""Safe writes and small readers: outputs appear complete or not at all, never half-written."""
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder that replaces `target` only if the block completes.
+
+    A crash or Ctrl-C leaves the old target (or none) and never a half-written one that DVC
+    could cache as valid.
+    """
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+
+
+@contextmanager
+def scratch_dir(path: Path) -> Iterator[Path]:
+    """An empty working folder that is removed afterwards, whatever happens (a leftover from a killed
+    run is cleared first). Name it `.<something>.tmp` under data/, so git ignores it."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def to_tsv(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    lines = ["\t".join(columns)] + ["\t".join(str(r[c]) for c in columns) for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def read_tsv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_arrow(folder: Path) -> str:
+    """Hash of a saved dataset's rows only: its state.json holds a random fingerprint that would change it."""
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*.arrow")):
+        h.update(f"{path.relative_to(folder)}\0{sha256_file(path)}\n".encode())
+    return h.hexdigest()

@@ -1,0 +1,255 @@
+"""Labels and splits: from the columns a user's data happens to have to the pipeline's own shape.
+
+Every split leaves here with the columns `text` (and `text_pair` for sentence pairs), `label` (one
+ClassLabel shared by all splits) and `idx`, whatever the source called them, and there is always a
+validation split: when the data has none, one is carved from train, stratified by label.
+
+Label names, in id order: the `labels` param when given; else a ClassLabel's own names (Hub data,
+MRPC); else integers in numeric order, or strings in sorted order. For a binary task the positive
+class (whose precision/recall/F1 are reported) is id 1: the second name.
+
+All checks run on Arrow arrays, not Python lists, so that millions of rows cost seconds and little
+memory.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets import ClassLabel, Dataset, DatasetDict
+
+from textclf.columns import IDX, LABEL, TEXT, TEXT_PAIR, label_ids
+from textclf.data import Split
+from textclf.errors import InputError
+
+# The validation rows carved from train are the same in every experiment, whatever its `seed`, so
+# that runs are judged on the same rows and compared pair by pair.
+SPLIT_SEED = 0
+
+
+class Task(NamedTuple):
+    """What the data says the model is for: recorded in data/source.json and in the trained model."""
+
+    text_columns: list[str]
+    label_column: str
+    label_names: list[str]
+    validation: str  # "file", or how it was carved from train
+
+
+def text_fields(columns: list[str]) -> list[str]:
+    return [TEXT, TEXT_PAIR][: len(columns)]
+
+
+def is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def guess_text_columns(ds: Dataset, wanted: int) -> list[str]:
+    """For an error message: the string columns with the longest texts (labels are short), at most
+    `wanted` of them, leaving out any far shorter than the longest."""
+    head = ds.select(range(min(len(ds), 200)))
+    strings = [c for c in ds.column_names if is_text(ds.data.column(c).type)]
+    lengths = {c: float(np.mean([len(x or "") for x in head[c]])) for c in strings}
+    ranked = sorted(lengths, key=lengths.get, reverse=True)[:wanted]
+    return [c for c in ranked if lengths[c] >= lengths[ranked[0]] / 3] or ds.column_names[:wanted]
+
+
+def guess_label_column(ds: Dataset, exclude: list[str]) -> str | None:
+    """For an error message: the other column with the fewest distinct values."""
+    head = ds.select(range(min(len(ds), 1000)))
+    others = [c for c in ds.column_names if c not in exclude and c != IDX]
+    return min(others, key=lambda c: len({str(v) for v in head[c]}), default=None)
+
+
+def check_columns(split: str, s: Split, text_columns: list[str], label_column: str) -> None:
+    columns = s.rows.column_names
+    missing = [c for c in text_columns if c not in columns]
+    if missing:
+        texts = guess_text_columns(s.rows, len(text_columns))
+        raise InputError(
+            f"{s.origin}: no text column {missing[0]!r}; its columns are {columns}. Set text_columns to "
+            f"the column(s) holding the text, e.g. dvc exp run -S 'text_columns=[{', '.join(texts)}]'"
+        )
+    if label_column not in columns and split != "test":
+        guess = guess_label_column(s.rows, text_columns)
+        raise InputError(
+            f"{s.origin}: no label column {label_column!r}; its columns are {columns}. Set label_column"
+            + (f", e.g. dvc exp run -S label_column={guess}" if guess else "")
+            + f" ({split} needs labels; only test may go without)."
+        )
+
+
+def canonical(s: Split, text_columns: list[str], label_column: str) -> Dataset:
+    """Only the text, label and idx columns, under the pipeline's own names; text checked non-empty."""
+    ds = s.rows
+    keep = [*text_columns] + ([label_column] if label_column in ds.column_names else [])
+    has_idx = IDX in ds.column_names and IDX not in keep and pa.types.is_integer(ds.data.column(IDX).type)
+    ds = ds.select_columns(keep + ([IDX] if has_idx else []))
+    renames = dict(zip(text_columns, text_fields(text_columns), strict=True)) | {label_column: LABEL}
+    ds = ds.rename_columns({old: new for old, new in renames.items() if old in keep and old != new})
+    for column, name in zip(text_fields(text_columns), text_columns, strict=True):
+        check_texts(ds, column, f"{s.origin}: text column {name!r}")
+    if not has_idx:
+        ds = ds.add_column(IDX, np.arange(len(ds)))  # numpy, not a list: 1M ints as a list is ~60 MB
+    return ds
+
+
+def first_rows(mask: pa.ChunkedArray | pa.Array) -> tuple[int, int]:
+    """(count of True, 1-based number of the first True row) of a boolean Arrow array."""
+    flags = np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+    hits = np.flatnonzero(flags)
+    return len(hits), (int(hits[0]) + 1 if len(hits) else 0)
+
+
+def check_texts(ds: Dataset, column: str, what: str) -> None:
+    values = ds.data.column(column)
+    if not is_text(values.type):
+        raise InputError(f"{what} holds {values.type}, not text. Is text_columns right?")
+    blank = pc.or_kleene(pc.is_null(values), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0))
+    count, row = first_rows(pc.fill_null(blank, True))
+    if count:
+        raise InputError(f"{what} is empty in {count} row(s), first at row {row}; every row needs its text.")
+
+
+def label_strings(ds: Dataset, origin: str) -> pa.ChunkedArray:
+    """The label column as stripped strings, with null where a label is missing (null, blank, or a
+    ClassLabel's -1, which the Hub uses for unlabeled test rows)."""
+    feature, values = ds.features[LABEL], ds.data.column(LABEL)
+    kind = values.type
+    if isinstance(feature, ClassLabel):
+        ids = pc.if_else(pc.less(values, 0), pa.scalar(None, kind), values)
+        return pc.take(pa.array(feature.names), ids)
+    if pa.types.is_floating(kind):  # pandas turns an int column with a gap into floats: 1.0, 0.0
+        if pc.all(pc.equal(pc.floor(values), values)).as_py() is False:
+            raise InputError(f"{origin}: labels are fractional numbers ({kind}); expected classes.")
+        values = pc.cast(values, pa.int64())
+    elif not (
+        pa.types.is_integer(kind) or pa.types.is_boolean(kind) or is_text(kind) or pa.types.is_null(kind)
+    ):  # fmt: skip
+        raise InputError(f"{origin}: label column holds {kind}; expected strings or integers.")
+    text = pc.utf8_trim_whitespace(pc.cast(values, pa.string()))
+    return pc.if_else(pc.equal(pc.utf8_length(text), 0), pa.scalar(None, pa.string()), text)
+
+
+def label_order(train: Dataset, train_labels: pa.ChunkedArray, labels: list[str] | None) -> list[str]:
+    if labels is not None:
+        return list(labels)
+    if isinstance(train.features[LABEL], ClassLabel):
+        return list(train.features[LABEL].names)
+    found = [v for v in pc.unique(train_labels).to_pylist() if v is not None]
+    kind = train.data.column(LABEL).type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return sorted(found, key=int)
+    return sorted(found)
+
+
+def counts(values: pa.ChunkedArray) -> dict[str, int]:
+    pairs = pc.value_counts(pc.drop_null(values)).to_pylist()
+    return {p["values"]: p["counts"] for p in pairs}
+
+
+def encode_labels(
+    splits: dict[str, Split], rows: dict[str, Dataset], labels: list[str] | None
+) -> tuple[dict[str, Dataset], list[str]]:
+    """One ClassLabel for every split. Missing labels are errors in train and validation; a test split
+    with no labels at all loses its label column (kept for prediction only)."""
+    strings = {split: label_strings(ds, splits[split].origin) for split, ds in rows.items()
+               if LABEL in ds.column_names}  # fmt: skip
+    for split, values in strings.items():
+        count, row = first_rows(pc.is_null(values))
+        if count == len(values) and split == "test":
+            rows[split] = rows[split].remove_columns(LABEL)
+        elif count:
+            raise InputError(
+                f"{splits[split].origin}: row {row} has no label ({count} row(s) without one). "
+                f"Every {split} row needs a label"
+                + (
+                    "; drop those rows or fill them in."
+                    if split != "test"
+                    else ": a test split is either fully labeled (scored) or has no labels at all."
+                )
+            )
+    strings = {split: v for split, v in strings.items() if LABEL in rows[split].column_names}
+    names = label_order(rows["train"], strings["train"], labels)
+    awkward = [n for n in names if any(ch in n for ch in "\t\n\r")]
+    if awkward:  # they would break the TSV files predictions and curves are written to
+        raise InputError(f"{splits['train'].origin}: label name {awkward[0]!r} holds a tab or line break.")
+    for split, values in strings.items():
+        unknown = sorted(set(counts(values)) - set(names))
+        if unknown:
+            raise InputError(unknown_label_message(split, splits[split].origin, unknown, names, labels))
+    if labels is not None:
+        absent = [n for n in names if n not in counts(strings["train"])]
+        if absent:
+            raise InputError(
+                f"labels: {absent} never appear in train ({splits['train'].origin}), so the model could not "
+                f"learn them. Remove them from `labels`, or add training rows for them."
+            )
+    feature = ClassLabel(names=names)
+    for split, values in strings.items():
+        ids = pc.index_in(values, value_set=pa.array(names)).to_numpy(zero_copy_only=False)
+        rows[split] = (
+            rows[split].remove_columns(LABEL).add_column(LABEL, ids.astype(np.int64), feature=feature)
+        )
+    return rows, names
+
+
+def unknown_label_message(
+    split: str, origin: str, unknown: list[str], names: list[str], labels: list[str] | None
+) -> str:
+    shown = ", ".join(repr(u) for u in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+    if split == "train":  # only possible with an explicit `labels` list
+        return f"{origin}: label(s) {shown} are not in the labels param {labels}; add them to `labels`."
+    return (
+        f"{origin}: {split} has label(s) {shown} that train never shows (train's labels: {names}). "
+        f"A model cannot learn a class it never saw: fix the {split} labels, or add train rows for them."
+    )
+
+
+def carve_validation(train: Dataset, fraction: float, seed: int = SPLIT_SEED) -> tuple[Dataset, Dataset]:
+    """Hold out `fraction` of each class of train (seeded); both parts keep train's row order."""
+    labels = label_ids(train)
+    rng = np.random.default_rng(seed)
+    held = [rng.permutation(np.flatnonzero(labels == c))[: round(np.sum(labels == c) * fraction)]
+            for c in np.unique(labels)]  # fmt: skip
+    validation = np.sort(np.concatenate(held))
+    if len(validation) == 0:
+        raise InputError(
+            f"train has only {len(train)} rows: too few to hold out {fraction:.0%} of each class for "
+            "validation. Add a validation file, or raise validation_split."
+        )
+    keep = np.setdiff1d(np.arange(len(train)), validation, assume_unique=True)
+    return train.select(keep), train.select(validation)
+
+
+def prepare(
+    splits: dict[str, Split],
+    text_columns: list[str],
+    label_column: str,
+    labels: list[str] | None,
+    validation_split: float,
+) -> tuple[DatasetDict, Task]:
+    """Check and reshape raw splits into train/validation(/test) with canonical columns."""
+    for split, s in splits.items():
+        check_columns(split, s, text_columns, label_column)
+    rows = {split: canonical(s, text_columns, label_column) for split, s in splits.items()}
+    rows, names = encode_labels(splits, rows, labels)
+    if "validation" in rows:
+        validation = "file"
+    else:
+        rows["train"], rows["validation"] = carve_validation(rows["train"], validation_split)
+        validation = f"{validation_split:g} of train, stratified by label (seed {SPLIT_SEED})"
+    order = [s for s in ("train", "validation", "test") if s in rows]
+    return DatasetDict({s: rows[s] for s in order}), Task(text_columns, label_column, names, validation)
+
+
+def label_counts(data: DatasetDict) -> dict[str, dict[str, int]]:
+    """Rows per label name in every labeled split."""
+    found = {}
+    for split, ds in data.items():
+        if LABEL in ds.column_names:
+            names = ds.features[LABEL].names
+            ids = np.bincount(label_ids(ds), minlength=len(names))
+            found[split] = {n: int(c) for n, c in zip(names, ids, strict=True)}
+    return found

