@@ -232,10 +232,9 @@ def write_sms(folder: Path, n_train: int = 60, n_test: int = 10) -> Path:
 
 def test_single_text_dataset_with_string_labels(tmp_path, tiny_model):
     data = write_sms(tmp_path / "sms")
-    params = {"dataset": str(data), "model": str(tiny_model), **TINY_TRAIN}
-    params |= {"text_columns": ["message"], "label_column": "category"}
-    repo = make_repo(tmp_path / "repo", params)
-    out = run(["dvc", "exp", "run", "-n", "sms"], repo)
+    repo = make_repo(tmp_path / "repo", {"dataset": str(data), "model": str(tiny_model), **TINY_TRAIN})
+    columns = ["-S", "text_columns=[message]", "-S", "label_column=category"]  # as a user types them
+    out = run(["dvc", "exp", "run", "-n", "sms", *columns], repo)
     assert stages_ran(out.stdout) == STAGES
     source = json.loads((repo / "data/source.json").read_text())
     assert source["label_names"] == ["ham", "spam"] and source["splits"] == {
