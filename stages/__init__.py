@@ -54,4 +54,6 @@ def run_stage(main: Callable[[], None]) -> None:
         }
         if e.errno not in fixes:
             raise
-        sys.exit(f"error: cannot write {e.filename or 'an output'}: {e.strerror}; {fixes[e.errno]}.")
+        # filename2 is the destination where there are two (shutil.copyfile names its source first).
+        target = e.filename2 or e.filename or "an output"
+        sys.exit(f"error: cannot write {target}: {e.strerror}; {fixes[e.errno]}.")

@@ -11,7 +11,7 @@ from stages import run_stage
 from textclf.data import load_hub, load_local
 from textclf.files import atomic_dir, scratch_dir, sha256_arrow, write_json
 from textclf.labels import label_counts, prepare
-from textclf.params import load_params
+from textclf.params import ensure_unchanged, load_params
 from textclf.paths import PRETRAINED, RAW, SOURCE
 from textclf.pretrained import copy_checkpoint, model_source, warn_remote_code
 from textclf.sources import local_folder
@@ -25,6 +25,7 @@ def main() -> None:
         splits = load_local(local, scratch) if local is not None else load_hub(p.dataset, p.subset)
         data, task = prepare(splits, p.text_columns, p.label_column, p.labels, p.validation_split)
         src = model_source(p.model)
+        ensure_unchanged("download")
         with atomic_dir(PRETRAINED) as tmp:
             model_hashes = copy_checkpoint(src, tmp, p.allow_pickle, p.trust_remote_code)
         with atomic_dir(RAW) as tmp:

@@ -4,6 +4,7 @@ metrics/eval.json (validation), test.json (test, when labeled), per_class.json, 
 data/predictions/{validation,test}.tsv (label names and class probabilities per row), and a diagnosis
 of the training curves (diagnosis.json: verdict and flags; diagnosis_details.json: evidence)."""
 
+import tempfile
 import time
 
 import numpy as np
@@ -22,7 +23,7 @@ from textclf.diagnose import diagnose, format_report, prior_loss
 from textclf.files import read_tsv, write_json, write_text_atomic
 from textclf.inference import predict_logits
 from textclf.metrics import per_class, scores_with_loss
-from textclf.params import load_params
+from textclf.params import ensure_unchanged, load_params
 from textclf.paths import (
     CONFUSION,
     DIAGNOSIS,
@@ -51,8 +52,9 @@ def main() -> None:
         MODEL, use_safetensors=True, trust_remote_code=p.trust_remote_code
     )
     names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    scratch = tempfile.TemporaryDirectory(prefix="textclf-evaluate-")  # the Trainer wants an output_dir
     args = TrainingArguments(
-        output_dir="data/checkpoints", per_device_eval_batch_size=p.eval_batch_size, report_to="none",
+        output_dir=scratch.name, per_device_eval_batch_size=p.eval_batch_size, report_to="none",
         **precision_args(precision),
     )  # fmt: skip
     tokenizer = AutoTokenizer.from_pretrained(MODEL, trust_remote_code=p.trust_remote_code)
@@ -66,6 +68,7 @@ def main() -> None:
     print(f"evaluate: predictions took {time.perf_counter() - start:.1f} s", flush=True)
     if not trainer.is_world_process_zero():
         return
+    ensure_unchanged("evaluate")
     scores, classes = {}, {}
     for split, split_logits in logits.items():
         ds = data[split]
@@ -94,6 +97,7 @@ def main() -> None:
         read_tsv(TRAIN_CURVE), read_tsv(EVAL_CURVE), scores["validation"], share,
         majority_rate=float(np.bincount(val_labels).max() / len(val_labels)),
         prior=prior_loss(train_counts.tolist(), class_weighted=p.class_weights == "balanced"),
+        n_validation=len(val_labels), train_counts=dict(zip(names, train_counts.tolist(), strict=True)),
     )  # fmt: skip
     write_json(DIAGNOSIS, {k: v for k, v in found.items() if k not in ("evidence", "suggestions")})
     write_json(DIAGNOSIS_DETAILS, {"evidence": found["evidence"], "suggestions": found["suggestions"]})

@@ -11,7 +11,7 @@ import time
 
 from stages import run_stage
 from textclf.files import write_json
-from textclf.params import load_params
+from textclf.params import ensure_unchanged, load_params
 from textclf.paths import FINGERPRINT
 from textclf.sources import fingerprint
 
@@ -20,6 +20,7 @@ def main() -> None:
     p = load_params()
     start = time.perf_counter()
     found = fingerprint(p.dataset, p.subset)
+    ensure_unchanged("source")
     write_json(FINGERPRINT, found)
     files = found["files_sha256"]
     what = f"{len(files)} file(s) hashed" if files is not None else "a Hub dataset"

@@ -7,7 +7,7 @@ from stages import run_stage
 from textclf.columns import TEXT, TEXT_PAIR
 from textclf.errors import InputError
 from textclf.files import atomic_dir
-from textclf.params import load_params
+from textclf.params import ensure_unchanged, load_params
 from textclf.paths import PRETRAINED, RAW, TOKENIZED
 from textclf.pretrained import warn_remote_code
 
@@ -46,6 +46,7 @@ def main() -> None:
     data = cut(load_from_disk(str(RAW)), p.max_train_samples, p.max_eval_samples)
     with atomic_dir(TOKENIZED) as tmp:
         tokenize(data, tokenizer, p.max_length).save_to_disk(str(tmp))
+        ensure_unchanged("tokenize")  # before the rename that makes the output appear
     print(f"tokenize: {dict((s, len(d)) for s, d in data.items())}, max_length {p.max_length}")
 
 

@@ -14,15 +14,15 @@ from datasets import DatasetDict, load_from_disk
 from transformers import AutoTokenizer, set_seed
 
 from stages import run_stage
-from textclf.checkpoints import fingerprint, prepare_checkpoints
+from textclf.checkpoints import fingerprint, prepare_checkpoints, remove_partial
 from textclf.columns import label_ids
 from textclf.curves import EVAL_COLUMNS, TRAIN_COLUMNS, curves
 from textclf.engines.base import Interrupt, Job, Outcome
 from textclf.engines.loop import train_with_accelerate
 from textclf.engines.trainer import train_with_trainer
-from textclf.files import atomic_dir, read_json, to_tsv, write_json, write_text_atomic
+from textclf.files import atomic_dir, read_json, to_tsv, write_json, write_text_atomic, writing
 from textclf.model import check_labels, class_weights, load_model
-from textclf.params import Params, load_params
+from textclf.params import Params, ensure_unchanged, load_params
 from textclf.paths import (
     CHECKPOINTS,
     EVAL_CURVE,
@@ -107,14 +107,22 @@ def main() -> None:
     set_seed(p.seed)
     model = load_model(p, label_names)
     job = Job(p, precision, data, tokenizer, model, CHECKPOINTS, resume, interrupt, weights)
-    out = train_with_trainer(job) if p.engine == "trainer" else train_with_accelerate(job)
+    try:
+        with writing(CHECKPOINTS):
+            out = train_with_trainer(job) if p.engine == "trainer" else train_with_accelerate(job)
+    except BaseException:
+        if state.is_main_process:
+            remove_partial(CHECKPOINTS)
+        raise
     out.resumed_from = str(resume) if resume else None
     if out.interrupted:
         print(f"train: stopped at step {out.global_step}; checkpoint kept in {CHECKPOINTS}.", flush=True)
         print("train: run `dvc repro` (or `dvc exp run`) again to resume.", flush=True)
         sys.exit(130)
     if out.is_main:
-        write_outputs(p, precision, out, tokenizer, len(data["train"]))
+        ensure_unchanged("train")
+        with writing(MODEL):
+            write_outputs(p, precision, out, tokenizer, len(data["train"]))
         shutil.rmtree(CHECKPOINTS, ignore_errors=True)  # the run is complete: nothing left to resume
 
 

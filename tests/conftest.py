@@ -1,5 +1,6 @@
 """Shared fixtures: hand-written MRPC files with the real traps, a tiny random BERT, a temp DVC repo."""
 
+import json
 import os
 import random
 import shutil
@@ -8,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_MRPC = ROOT.parent / "shared" / "mrpc"
@@ -124,7 +126,6 @@ def copy_code(dest: Path) -> None:
 
 def make_repo(dest: Path, params: dict) -> Path:
     """A git + DVC repo holding this project's pipeline, with params overridden for tiny runs."""
-    import yaml
 
     dest.mkdir(parents=True)
     for name in ("dvc.yaml", "params.yaml"):
@@ -153,3 +154,59 @@ TINY_TRAIN = {
     "lr": 1e-3,
     "freeze_layers": 1,  # the tiny BERT has 2 layers: one frozen, one trained (the default freezes 2 of 6)
 }
+
+
+# --- stages run by hand in a work folder (no DVC) ------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory) -> Path:
+    """A work folder with params, code and data/raw, data/pretrained, data/tokenized in place (160
+    synthetic MRPC train pairs, 41 validation, 9 test; the tiny model): copy it with copy_work."""
+    base = tmp_path_factory.mktemp("train")
+    data = write_mrpc(base / "mrpc", n_train=160, n_dev=41, n_test=9)  # 41: uneven across 2 processes
+    model = build_tiny_model(base / "tiny")
+    work = base / "work"
+    work.mkdir()
+    copy_code(work)
+    values = yaml.safe_load((ROOT / "params.yaml").read_text())
+    values.update({"dataset": str(data), "model": str(model), **TINY_TRAIN})
+    (work / "params.yaml").write_text(yaml.safe_dump(values))
+    for stage in ("download", "tokenize"):
+        stage_run(work, stage)
+    return work
+
+
+def stage_cmd(stage: str) -> list[str]:
+    """The command dvc.yaml runs for a stage (train and evaluate start through stages.launch)."""
+    module = ["stages.launch", stage] if stage in ("train", "evaluate") else [f"stages.{stage}"]
+    return [sys.executable, "-m", *module]
+
+
+def stage_run(work: Path, stage: str, **params) -> subprocess.CompletedProcess:
+    """Run one stage as dvc.yaml does (train and evaluate through stages.launch and the `launcher`
+    param), after setting params; fail the test with the stage's output if it fails."""
+    set_params(work, **params)
+    args = ["stages.launch", stage] if stage in ("train", "evaluate") else [f"stages.{stage}"]
+    out = subprocess.run(
+        [sys.executable, "-m", *args], cwd=work, env=tool_env(), capture_output=True, text=True
+    )
+    assert out.returncode == 0, f"{stage} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
+def set_params(work: Path, **params) -> None:
+    path = work / "params.yaml"
+    values = yaml.safe_load(path.read_text())
+    values.update(params)
+    path.write_text(yaml.safe_dump(values))
+
+
+def copy_work(prepared: Path, dest: Path) -> Path:
+    shutil.copytree(prepared, dest, ignore=shutil.ignore_patterns("checkpoints", "model", "metrics"))
+    return dest
+
+
+def read(work: Path, name: str):
+    text = (work / name).read_text()
+    return json.loads(text) if name.endswith(".json") else text.splitlines()

@@ -76,6 +76,7 @@ def test_result_is_json_ready_and_flat():
         "underfitting",
         "unstable",
         "collapsed",
+        "small_data",
         "evidence",
         "suggestions",
     }
@@ -429,3 +430,30 @@ def test_three_classes_unstable_and_overfitting():
         d["verdict"] == "overfitting"
         and "val loss rose from 0.70 (epoch 1) to 0.90 (epoch 3)" in (d["evidence"]["overfitting"])
     )
+
+
+# --- too little data ---------------------------------------------------------------------------
+
+
+def test_tiny_splits_are_flagged_even_when_the_curves_look_fine():
+    # 3 train rows and 2 validation rows used to train to "Diagnosis: ok" without a word.
+    d = diagnose(
+        train(HEALTHY_TRAIN), HEALTHY_VAL, HEALTHY_FINAL, n_validation=2, train_counts={"a": 2, "b": 1}
+    )
+    assert d["verdict"] == "small data" and d["small_data"]
+    evidence = d["evidence"]["small_data"]
+    assert "validation has 2 rows: one row moves accuracy by 50.0 points" in evidence
+    assert "fewer than 10 rows of class(es) a (2), b (1)" in evidence
+    assert "anecdotes" in d["suggestions"]["small_data"]
+    assert format_report(d).startswith("Diagnosis: small data")
+
+
+def test_mrpc_sized_splits_are_not_small():
+    d = diagnose(
+        train(HEALTHY_TRAIN),
+        HEALTHY_VAL,
+        HEALTHY_FINAL,
+        n_validation=408,
+        train_counts={"a": 1194, "b": 2473},
+    )
+    assert d["verdict"] == "ok" and not d["small_data"]

@@ -51,7 +51,7 @@ def test_outputs_of_a_full_run(repo):
     assert not list((repo / "data/model").glob("*.bin"))
 
     diagnosis = json.loads((repo / "metrics/diagnosis.json").read_text())
-    assert set(diagnosis) == {"verdict", "overfitting", "underfitting", "unstable", "collapsed"}
+    assert set(diagnosis) == {"verdict", "overfitting", "underfitting", "unstable", "collapsed", "small_data"}
     metrics = json.loads((repo / "metrics/eval.json").read_text())
     assert set(metrics) == {"accuracy", "f1", "precision", "recall", "loss"}
     assert all(0 <= metrics[k] <= 1 for k in ("accuracy", "f1", "precision", "recall"))

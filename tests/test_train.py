@@ -2,7 +2,6 @@
 early stopping, gradient accumulation, multi-process evaluation, reproducibility."""
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -11,59 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
-from tests.conftest import TINY_TRAIN, build_tiny_model, copy_code, tool_env, write_mrpc
+from tests.conftest import copy_work, read, set_params, stage_run, tool_env
 from textclf.engines.loop import param_groups, warmup_steps
 from textclf.errors import InputError
 from textclf.precision import choose_precision
 
 ENGINES = ["trainer", "accelerate"]
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory) -> Path:
-    """A work folder with params, stages and data/raw, data/pretrained, data/tokenized in place."""
-    base = tmp_path_factory.mktemp("train")
-    data = write_mrpc(base / "mrpc", n_train=160, n_dev=41, n_test=9)  # 41: uneven across 2 processes
-    model = build_tiny_model(base / "tiny")
-    work = base / "work"
-    work.mkdir()
-    root = Path(__file__).resolve().parents[1]
-    copy_code(work)
-    values = yaml.safe_load((root / "params.yaml").read_text())
-    values.update({"dataset": str(data), "model": str(model), **TINY_TRAIN})
-    (work / "params.yaml").write_text(yaml.safe_dump(values))
-    for stage in ("download", "tokenize"):
-        stage_run(work, stage)
-    return work
-
-
-def stage_run(
-    work: Path, stage: str, launcher: list[str] | None = None, **params
-) -> subprocess.CompletedProcess:
-    set_params(work, **params)
-    cmd = [*(launcher or [sys.executable]), "-m", f"stages.{stage}"]
-    out = subprocess.run(cmd, cwd=work, env=tool_env(), capture_output=True, text=True)
-    assert out.returncode == 0, f"{stage} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
-    return out
-
-
-def set_params(work: Path, **params) -> None:
-    path = work / "params.yaml"
-    values = yaml.safe_load(path.read_text())
-    values.update(params)
-    path.write_text(yaml.safe_dump(values))
-
-
-def copy_work(prepared: Path, dest: Path) -> Path:
-    shutil.copytree(prepared, dest, ignore=shutil.ignore_patterns("checkpoints", "model", "metrics"))
-    return dest
-
-
-def read(work: Path, name: str):
-    text = (work / name).read_text()
-    return json.loads(text) if name.endswith(".json") else text.splitlines()
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -168,16 +121,15 @@ def test_changed_params_do_not_resume_a_stale_checkpoint(prepared, tmp_path):
 
 def test_two_process_evaluation_equals_one_process(prepared, tmp_path):
     work = copy_work(prepared, tmp_path / "w")
-    out = stage_run(work, "train", launcher=["torchrun", "--nproc_per_node", "2"], epochs=1)
+    out = stage_run(work, "train", launcher="torchrun --nproc_per_node 2", epochs=1)
     # One main process that knows of two: on a CPU, Accelerate needs cpu=True to see a torchrun launch.
     assert out.stdout.count("train: engine") == 1 and "2 process(es)" in out.stdout, out.stdout
     # A mean loss near ln 2 at the start; transformers 5 doubled it under DDP before the fix in load_model.
     assert float(read(work, "metrics/curves/train.tsv")[1].split("\t")[2]) < 0.8
-    stage_run(work, "evaluate")
+    stage_run(work, "evaluate", launcher="python")
     single = read(work, "metrics/eval.json")
     single_predictions = read(work, "metrics/test_predictions.tsv")
-    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu"]
-    stage_run(work, "evaluate", launcher=accelerate)
+    stage_run(work, "evaluate", launcher="accelerate launch --num_processes 2 --cpu")
     assert read(work, "metrics/eval.json") == pytest.approx(single)
     assert read(work, "metrics/test_predictions.tsv") == single_predictions  # 9 rows, none doubled
     assert len(read(work, "metrics/confusion.csv")) == 1 + 41

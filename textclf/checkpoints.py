@@ -39,6 +39,22 @@ def read_stamp(stamp: Path) -> str | None:
         return None
 
 
+def is_complete(checkpoint: Path) -> bool:
+    """The Trainer writes checkpoint-N/trainer_state.json last; the Accelerate loop renames tmp-N to
+    step-N when complete. A folder without its marker is partial and is never resumed from."""
+    if checkpoint.name.startswith("checkpoint-"):
+        return (checkpoint / "trainer_state.json").exists()
+    return checkpoint.name.startswith("step-") and (checkpoint / "loop_state.json").exists()
+
+
+def remove_partial(folder: Path) -> None:
+    """Delete checkpoints cut short by a crash or a full disk: they can't be resumed from, and on a full
+    disk they hold the space a rerun needs."""
+    for d in [*folder.glob("checkpoint-[0-9]*"), *folder.glob("step-[0-9]*"), *folder.glob("tmp-[0-9]*")]:
+        if not is_complete(d):
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def prepare_checkpoints(folder: Path, run_id: str, is_main: bool) -> Path | None:
     """Return the newest complete checkpoint of this same run, or None; wipe checkpoints of other runs."""
     stamp = folder / "run.json"
@@ -48,8 +64,7 @@ def prepare_checkpoints(folder: Path, run_id: str, is_main: bool) -> Path | None
             folder.mkdir(parents=True, exist_ok=True)
             write_text_atomic(stamp, json.dumps({"fingerprint": run_id}))
         return None
-    # The Trainer writes checkpoint-N/trainer_state.json last; the Accelerate loop renames tmp-N to
-    # step-N when complete. A folder without its marker is partial and is never resumed from.
-    done = [d for d in folder.glob("checkpoint-[0-9]*") if (d / "trainer_state.json").exists()]
-    done += [d for d in folder.glob("step-[0-9]*") if (d / "loop_state.json").exists()]
+    if is_main:
+        remove_partial(folder)
+    done = [d for d in [*folder.glob("checkpoint-[0-9]*"), *folder.glob("step-[0-9]*")] if is_complete(d)]
     return max(done, key=lambda d: int(d.name.rsplit("-", 1)[1]), default=None)

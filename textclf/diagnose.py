@@ -63,9 +63,16 @@ COLLAPSE_TOL = 0.005
 HIGH_LR = 1e-4
 GOOD_LR = "2e-5..5e-5"
 
+# --- too little data ---------------------------------------------------------------------------
+# Below 100 validation rows one row moves accuracy by a point or more, and chance alone moves it by
+# about 5 (one standard error at 50%); a class with fewer than 10 train rows is barely learnable.
+MIN_VALIDATION_ROWS = 100
+MIN_TRAIN_PER_CLASS = 10
+
 # Verdict order: most serious first, since one cause often explains the next (a collapsed model's
-# loss also sits flat at the prior, so it looks underfit too).
-PATTERNS = ("collapsed", "unstable", "underfitting", "overfitting")
+# loss also sits flat at the prior, so it looks underfit too). Too little data comes last: it is
+# about how far to trust all the others.
+PATTERNS = ("collapsed", "unstable", "underfitting", "overfitting", "small_data")
 
 
 class Finding(NamedTuple):
@@ -324,6 +331,29 @@ def check_collapsed(
     return Finding(True, evidence, _fix_collapse(lr))
 
 
+# --- too little data ---------------------------------------------------------------------------
+
+
+def check_small_data(n_validation: int | None, train_counts: Mapping[str, int] | None) -> Finding:
+    """Splits too small for their scores and curves to mean anything."""
+    problems = []
+    if n_validation is not None and n_validation < MIN_VALIDATION_ROWS:
+        move = 100 / n_validation if n_validation else math.inf
+        problems.append(f"validation has {n_validation} rows: one row moves accuracy by {move:.1f} points")
+    few = {name: n for name, n in (train_counts or {}).items() if n < MIN_TRAIN_PER_CLASS}
+    if few:
+        listed = ", ".join(f"{name} ({n})" for name, n in few.items())
+        problems.append(f"train has fewer than {MIN_TRAIN_PER_CLASS} rows of class(es) {listed}")
+    if not problems:
+        return Finding(False)
+    return Finding(
+        True,
+        "; ".join(problems),
+        f"add labeled rows (at least {MIN_VALIDATION_ROWS} for validation, {MIN_TRAIN_PER_CLASS}+ per class "
+        "in train); until then read these scores and curves as anecdotes, not evidence",
+    )
+
+
 # --- public entry points -----------------------------------------------------------------------
 
 
@@ -335,25 +365,29 @@ def diagnose(
     *,
     majority_rate: float | None = None,
     prior: float = math.log(2),
+    n_validation: int | None = None,
+    train_counts: Mapping[str, int] | None = None,
 ) -> dict:
     """Flags, evidence and suggestions for one run, JSON-ready (no NaN: only strings and booleans).
 
     `prior` is the loss of always predicting the train label prior (see prior_loss); the default, ln 2,
-    is a balanced binary task's.
+    is a balanced binary task's. `n_validation` and `train_counts` (rows per class), when given, are
+    checked for being too small to judge by.
     """
     findings = {
         "collapsed": check_collapsed(val_rows, final, predicted_share, majority_rate, peak_lr(train_rows)),
         "unstable": check_unstable(train_rows, val_rows),
         "underfitting": check_underfitting(train_rows, prior),
         "overfitting": check_overfitting(train_rows, val_rows),
+        "small_data": check_small_data(n_validation, train_counts),
     }
     if findings["collapsed"].flagged and findings["underfitting"].flagged:
         # The flat loss is the collapse's symptom: "more lr or epochs" would contradict its fix.
         findings["underfitting"] = findings["underfitting"]._replace(suggestion="fix the collapse first")
     problems = [p for p in PATTERNS if findings[p].flagged]
     return {
-        "verdict": ", ".join(problems) or "ok",
-        **{p: findings[p].flagged for p in ("overfitting", "underfitting", "unstable", "collapsed")},
+        "verdict": ", ".join(p.replace("_", " ") for p in problems) or "ok",
+        **{p: findings[p].flagged for p in PATTERNS},
         "evidence": {p: f.evidence for p, f in findings.items() if f.evidence},
         "suggestions": {p: f.suggestion for p, f in findings.items() if f.flagged and f.suggestion},
     }

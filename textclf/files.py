@@ -1,6 +1,7 @@
 """Safe writes and small readers: outputs appear complete or not at all, never half-written."""
 
 import csv
+import errno
 import hashlib
 import json
 import os
@@ -41,6 +42,28 @@ def scratch_dir(path: Path) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+# How libraries that write through their own code (torch's zip writer, safetensors' and tokenizers'
+# Rust) report a full disk: not as an OSError, so not with a file name.
+DISK_FULL_SIGNS = ("no space left on device", "os error 28", "disk quota exceeded", "unexpected pos")
+
+
+@contextmanager
+def writing(target: Path) -> Iterator[None]:
+    """Turn a full-disk failure inside the block into an OSError(ENOSPC) naming `target`, whatever
+    library raised it, so the stage ends with one `error: cannot write ...` line."""
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as e:
+        first = (str(e).splitlines() or [""])[0][:160]
+        if not any(sign in first.lower() for sign in DISK_FULL_SIGNS):
+            raise
+        raise OSError(
+            errno.ENOSPC, f"No space left on device ({type(e).__name__}: {first})", str(target)
+        ) from e
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from textclf.errors import InputError
+from textclf.launcher import launcher_argv
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -29,7 +30,6 @@ SCHEDULERS = (
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ENGINES = ("trainer", "accelerate")
 BEST_METRICS = ("f1", "accuracy", "loss")
-LAUNCHERS = ("python", "accelerate", "torchrun")
 CLASS_WEIGHTS = ("none", "balanced")
 
 
@@ -112,10 +112,6 @@ RULES = {
     "early_stopping_patience": (lambda v: v >= 0, "an integer >= 0 (0 turns early stopping off)"),
     "metric_for_best_model": (lambda v: v in BEST_METRICS, f"one of {', '.join(BEST_METRICS)}"),
     "class_weights": (lambda v: v in CLASS_WEIGHTS, f"one of {', '.join(CLASS_WEIGHTS)}"),
-    "launcher": (
-        lambda v: v.split()[0] in LAUNCHERS if v.strip() else False,
-        "a command starting with python, accelerate or torchrun, e.g. 'torchrun --nproc_per_node 2'",
-    ),
 }
 
 
@@ -178,17 +174,64 @@ def parse_params(raw: dict[str, Any]) -> Params:
     for key, (ok, expected) in RULES.items():
         if not ok(values[key]):
             raise ParamsError(f"params.yaml: '{key}: {raw[key]}' is out of range; expected {expected}.")
+    try:
+        launcher_argv(values["launcher"])
+    except InputError as e:
+        raise ParamsError(f"params.yaml: {e}") from None
     return Params(**values)
 
 
-def load_params(path: Path = PARAMS_FILE) -> Params:
+def read_raw(path: Path = PARAMS_FILE) -> dict[str, Any]:
     if not path.exists():
         raise ParamsError(f"{path} not found: run the stages from the repository root.")
     try:
-        raw = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ParamsError(f"{path} is not valid YAML: {e}") from None
-    return parse_params(raw or {})
+
+
+# What load_params read, per file: the guard below compares params.yaml against it before a stage writes.
+_loaded: dict[Path, Params] = {}
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    p = parse_params(read_raw(path))
+    _loaded[path.resolve()] = p
+    return p
+
+
+def stage_keys(stage: str, pipeline: Path = Path("dvc.yaml")) -> list[str] | None:
+    """The params a stage lists in dvc.yaml (None where there is no dvc.yaml: every key counts)."""
+    try:
+        return list(yaml.safe_load(pipeline.read_text())["stages"][stage]["params"])
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return None
+
+
+def ensure_unchanged(stage: str, path: Path = PARAMS_FILE) -> None:
+    """Stop before a stage writes its outputs if params.yaml changed, in a key the stage depends on,
+    since the stage read it.
+
+    DVC records a stage's params as it finds them in params.yaml when the stage ends. A second
+    `dvc exp run` in the same workspace writes its -S values there before it takes DVC's lock (and
+    then fails on it), so without this check the first run's outputs would be recorded, and cached,
+    under the second run's params: `dvc status` clean, and a later run with those params skipped.
+    """
+    before = as_dict(_loaded[path.resolve()])
+    raw = read_raw(path)
+    try:
+        after = as_dict(parse_params(raw))
+    except ParamsError:
+        after = raw
+    keys = stage_keys(stage) or list(before)
+    changed = [f"{k}: {before[k]} -> {after.get(k)}" for k in keys if before.get(k) != after.get(k)]
+    if changed:
+        raise ParamsError(
+            f"params.yaml changed while {stage} ran ({'; '.join(changed)}): another `dvc exp run` or an "
+            "edit in this workspace? Nothing was written, so no result is recorded under params this run "
+            "did not use. Run again when the other run is done; to run experiments side by side, queue "
+            "them (dvc exp run --queue ..., then dvc queue start): each runs in its own workspace."
+        )
 
 
 def as_dict(p: Params) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from datasets import DatasetDict
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from textclf.params import Params
 
@@ -65,6 +66,23 @@ class Outcome:
     is_main: bool
     interrupted: bool = False
     resumed_from: str | None = None
+
+
+class EpochLengthSampler(LengthGroupedSampler):
+    """Length-grouped batches (rows of similar length together, the groups shuffled) in an order fixed by
+    the seed and the epoch, not by the global random state: a run resumed in the middle of an epoch
+    replays exactly the order the interrupted run had, and skips the batches it already trained on."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # called by the Trainer (through Accelerate) and the loop
+        self.epoch = epoch
+
+    def __iter__(self):
+        self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return super().__iter__()
 
 
 def best_metric_key(p: Params) -> tuple[str, bool]:

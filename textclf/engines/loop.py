@@ -18,9 +18,9 @@ from datasets import Dataset
 from torch.utils.data import DataLoader, RandomSampler
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, get_scheduler
-from transformers.trainer_pt_utils import LengthGroupedSampler, get_parameter_names
+from transformers.trainer_pt_utils import get_parameter_names
 
-from textclf.engines.base import Job, Outcome, best_metric_key
+from textclf.engines.base import EpochLengthSampler, Job, Outcome, best_metric_key
 from textclf.files import atomic_dir
 from textclf.inference import length_order
 from textclf.metrics import scores_with_loss
@@ -45,12 +45,12 @@ def warmup_steps(warmup: float, total_steps: int) -> int:
 
 
 def train_loader(ds: Dataset, p: Params, collator, epoch: int) -> DataLoader:
-    # A generator seeded per epoch gives the same order on a resumed run as on an uninterrupted one.
-    g = torch.Generator().manual_seed(p.seed + epoch)
+    # Orders seeded per epoch: a resumed run trains on the same batches as an uninterrupted one.
     if p.group_by_length:
-        sampler = LengthGroupedSampler(p.batch_size, lengths=[len(x) for x in ds["input_ids"]], generator=g)
+        sampler = EpochLengthSampler(p.batch_size, [len(x) for x in ds["input_ids"]], p.seed)
+        sampler.set_epoch(epoch)
     else:
-        sampler = RandomSampler(ds, generator=g)
+        sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(p.seed + epoch))
     return DataLoader(ds, batch_size=p.batch_size, sampler=sampler, collate_fn=collator)
 
 
@@ -75,10 +75,21 @@ def is_better(value: float, best: float | None, greater: bool) -> bool:
     return best is None or (value > best if greater else value < best)
 
 
-def save_checkpoint(accelerator: Accelerator, folder: Path, step: int, state: dict) -> None:
-    """Write to tmp-N and rename to step-N when complete, so a kill never leaves a partial checkpoint."""
+def window_file(folder: Path, rank: int) -> Path:
+    return folder / f"loss_window_{rank}.json"
+
+
+def save_checkpoint(
+    accelerator: Accelerator, folder: Path, step: int, state: dict, window: list[torch.Tensor]
+) -> None:
+    """Write to tmp-N and rename to step-N when complete, so a kill never leaves a partial checkpoint.
+
+    Each process also saves the losses of its steps since the last logged train loss, so that a
+    resumed run logs the same mean at the next logging step as an uninterrupted one.
+    """
     tmp, final = folder / f"tmp-{step}", folder / f"step-{step}"
     accelerator.save_state(str(tmp))  # model (safetensors), optimizer, scheduler, RNG states
+    window_file(tmp, accelerator.process_index).write_text(json.dumps([x.item() for x in window]))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / "loop_state.json").write_text(json.dumps(state))
@@ -129,11 +140,14 @@ def train_with_accelerate(job: Job) -> Outcome:
         "best_epoch": None,
         "bad": 0,
     }
+    window = []  # losses since the last logged train loss
     if resume:
         accelerator.load_state(str(resume))
         st = json.loads((resume / "loop_state.json").read_text())
+        saved = window_file(resume, accelerator.process_index)
+        window = [torch.tensor(x) for x in json.loads(saved.read_text())] if saved.exists() else []
     best_dir = job.checkpoints / "step-best"
-    start, window = time.perf_counter(), []
+    start = time.perf_counter()
     bar = tqdm(total=total, initial=st["step"], disable=not accelerator.is_local_main_process, desc="train")
     model.train()
     # out_of_patience in the condition too: a run killed right after its stopping epoch stays stopped.
@@ -170,7 +184,7 @@ def train_with_accelerate(job: Job) -> Outcome:
             if interrupt.everywhere():
                 break
         if interrupt.requested:
-            save_checkpoint(accelerator, job.checkpoints, st["step"], st)
+            save_checkpoint(accelerator, job.checkpoints, st["step"], st, window)
             break
         st["epoch"], st["batches_done"] = st["epoch"] + 1, 0
         scores = evaluate(accelerator, model, eval_loader)
@@ -183,7 +197,7 @@ def train_with_accelerate(job: Job) -> Outcome:
                     accelerator.unwrap_model(model).save_pretrained(tmp)
         else:
             st["bad"] += 1
-        save_checkpoint(accelerator, job.checkpoints, st["step"], st)
+        save_checkpoint(accelerator, job.checkpoints, st["step"], st, window)
         if out_of_patience(p, st["bad"]):
             accelerator.print(f"early stopping: no gain in {metric} for {st['bad']} epoch(s)")
             break

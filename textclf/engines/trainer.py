@@ -1,9 +1,11 @@
 """The `engine: trainer` engine: the Hugging Face Trainer, configured from the params."""
 
+import json
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
@@ -13,7 +15,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from textclf.engines.base import Interrupt, Job, Outcome, best_metric_key
+from textclf.engines.base import EpochLengthSampler, Interrupt, Job, Outcome, best_metric_key
 from textclf.inference import length_order
 from textclf.metrics import classification_metrics
 from textclf.model import weighted_loss
@@ -81,15 +83,46 @@ class StopOnInterrupt(TrainerCallback):
             control.should_evaluate = False
 
 
-class ClassWeightedTrainer(Trainer):
-    """The Trainer, with a class-weighted loss while training when class weights are given. Evaluation
-    keeps the plain loss, so validation losses compare across class_weights settings."""
+class PipelineTrainer(Trainer):
+    """The Trainer with three changes:
+    - a class-weighted loss while training, when class weights are given (evaluation keeps the plain
+      loss, so validation losses compare across class_weights settings);
+    - length-grouped batches in an order fixed by the seed and epoch (EpochLengthSampler), so a run
+      resumed mid-epoch trains on the same batches as an uninterrupted one;
+    - the train loss accumulated since the last log is saved with each checkpoint and restored on
+      resume, so the resumed run's curve has the same values as the uninterrupted run's.
+    """
 
     loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides it by grad_accum itself
 
     def __init__(self, *args, class_weights=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(train_dataset)
+        ds = train_dataset if train_dataset is not None else self.train_dataset
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return EpochLengthSampler(batch, [len(x) for x in ds["input_ids"]], self.args.seed)
+
+    def _loss_window_file(self, checkpoint: str) -> Path:
+        return Path(checkpoint) / f"loss_window_{self.args.process_index}.json"
+
+    # The two RNG-state hooks are where a checkpoint saves and a resume restores the exact training
+    # state (the Trainer calls the loader just before the first step of the resumed run).
+    def _save_rng_state(self, output_dir) -> None:
+        super()._save_rng_state(output_dir)
+        window = {"loss_sum": self._tr_loss.item(), "last_logged_step": self._globalstep_last_logged}
+        self._loss_window_file(output_dir).write_text(json.dumps(window))
+
+    def _load_rng_state(self, checkpoint) -> None:
+        super()._load_rng_state(checkpoint)
+        saved = self._loss_window_file(checkpoint) if checkpoint else None
+        if saved is not None and saved.exists():
+            window = json.loads(saved.read_text())
+            self._tr_loss = torch.tensor(window["loss_sum"], device=self.args.device)
+            self._globalstep_last_logged = window["last_logged_step"]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.class_weights is None or not model.training:
@@ -105,7 +138,7 @@ def train_with_trainer(job: Job) -> Outcome:
     if p.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=p.early_stopping_patience))
     validation = job.data["validation"]
-    trainer = ClassWeightedTrainer(
+    trainer = PipelineTrainer(
         model=job.model,
         args=training_args(p, job.precision, job.checkpoints),
         train_dataset=job.data["train"],

@@ -1,0 +1,287 @@
+"""No wrong result is ever recorded: faults injected on purpose. Two runs in one workspace, a Ctrl-C in
+the middle of an epoch, a full disk, a launcher param that tries to run a command, small mistakes."""
+
+import errno
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages import run_stage
+from tests.conftest import (
+    TINY_TRAIN,
+    copy_work,
+    make_repo,
+    read,
+    run,
+    set_params,
+    stage_cmd,
+    stage_run,
+    tool_env,
+    write_mrpc,
+)
+from textclf.checkpoints import remove_partial
+from textclf.errors import InputError
+from textclf.files import writing
+from textclf.launcher import launcher_argv
+from textclf.sources import require_folder
+
+# --- 1. two `dvc exp run` in one workspace -----------------------------------------------------
+
+
+def test_a_second_run_in_the_workspace_leaves_no_wrong_cached_result(tmp_path, tiny_model):
+    data = write_mrpc(tmp_path / "mrpc", n_train=160)
+    repo = make_repo(tmp_path / "repo", {"dataset": str(data), "model": str(tiny_model), **TINY_TRAIN})
+    run(["dvc", "repro", "tokenize"], repo)
+    first = subprocess.Popen(
+        ["dvc", "exp", "run", "-S", "lr=5e-5", "-S", "seed=21", "-S", "epochs=12"],
+        cwd=repo,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    seen = []
+    for line in first.stdout:  # wait until the first run is training
+        seen.append(line)
+        if "train: engine" in line:
+            break
+    assert first.poll() is None, "".join(seen)
+    # DVC writes the second run's params into params.yaml, then fails on the first run's lock.
+    second = run(["dvc", "exp", "run", "-S", "lr=3e-5", "-S", "seed=22"], repo, check=False)
+    assert second.returncode != 0
+    output = "".join(seen) + first.communicate(timeout=300)[0]
+    assert first.returncode != 0, output
+    assert "error: params.yaml changed while train ran (lr: 5e-05 -> 3e-05; seed: 21 -> 22" in output
+    # Nothing recorded under the second run's params: train shows as changed, and no model was written.
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert "train" not in lock or lock["train"]["params"]["params.yaml"]["seed"] != 22
+    assert "train" in run(["dvc", "status"], repo).stdout
+    assert not (repo / "data/model").exists()
+
+
+def test_params_guard_lets_unrelated_edits_pass(tmp_path, monkeypatch):
+    from textclf.params import ensure_unchanged, load_params
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((Path(__file__).parents[1] / "params.yaml").read_text())
+    (tmp_path / "dvc.yaml").write_text("stages:\n  train:\n    cmd: x\n    params: [lr, seed]\n")
+    load_params()
+    set_params(tmp_path, max_length=64)  # not a train param: a user preparing the next experiment
+    ensure_unchanged("train")
+    set_params(tmp_path, seed=7)
+    with pytest.raises(InputError, match="changed while train ran .seed: 42 -> 7"):
+        ensure_unchanged("train")
+
+
+# --- 2. Ctrl-C in the middle of an epoch, with the default params ------------------------------
+
+
+def interrupt_mid_epoch(work: Path) -> str:
+    """Start train; send SIGINT as soon as the first epoch's checkpoint is complete, so that the
+    interrupt lands a step or two into the second epoch; return the output."""
+    proc = subprocess.Popen(
+        stage_cmd("train"), cwd=work, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    markers = ("checkpoint-20/trainer_state.json", "step-20/loop_state.json")  # 160 rows / batch 8
+    deadline = time.time() + 180
+    while not any((work / "data/checkpoints" / m).exists() for m in markers):
+        assert proc.poll() is None and time.time() < deadline, "no first-epoch checkpoint appeared"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=300)[0].decode()
+    assert proc.returncode == 130, output[-3000:]
+    return output
+
+
+@pytest.mark.parametrize("engine", ["trainer", "accelerate"])
+def test_ctrl_c_mid_epoch_then_resume_is_byte_identical(prepared, tmp_path, engine):
+    # The defaults that matter here: group_by_length (batches from a shuffled length-grouped order) and
+    # a logging window that the interrupt cuts in two (5 steps; 20 steps per epoch).
+    params = {"engine": engine, "epochs": 4, "logging_steps": 5, "group_by_length": True}
+    whole = copy_work(prepared, tmp_path / "whole")
+    stage_run(whole, "train", **params)
+    cut = copy_work(prepared, tmp_path / "cut")
+    set_params(cut, **params)
+    interrupt_mid_epoch(cut)
+    saved = [p.name for p in (cut / "data/checkpoints").iterdir() if p.name[0] in "cs"]
+    assert any(int(name.rsplit("-", 1)[1]) % 20 for name in saved if name[-1].isdigit()), saved  # mid-epoch
+    assert "train: resuming from" in stage_run(cut, "train").stdout
+    for name in ("metrics/curves/train.tsv", "metrics/curves/eval.tsv"):
+        assert read(cut, name) == read(whole, name), name
+    weights = [(w / "data/model/model.safetensors").read_bytes() for w in (cut, whole)]
+    assert weights[0] == weights[1]
+
+
+# --- 3. a full disk ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MB tmpfs, mounted where a test says; skipped where this user may not mount one."""
+    mounted = []
+
+    def mount(path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in mounted:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def stage_fails(work: Path, stage: str) -> str:
+    out = subprocess.run(stage_cmd(stage), cwd=work, env=tool_env(), capture_output=True, text=True)
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, out.stderr[-3000:]
+    return errors[0]
+
+
+def test_full_disk_while_checkpointing_gives_one_line_and_no_partial_checkpoint(
+    prepared, tmp_path, small_disk
+):
+    work = copy_work(prepared, tmp_path / "w")
+    small_disk(work / "data/checkpoints")  # the tiny model's checkpoint (about 5 MB) does not fit
+    error = stage_fails(work, "train")
+    assert error.startswith("error: cannot write data/checkpoints") and "the disk is full" in error
+    assert not [
+        p for p in (work / "data/checkpoints").iterdir() if p.name.startswith(("checkpoint-", "tmp-"))
+    ]
+    assert not (work / "data/model").exists()
+
+
+def test_full_disk_in_download_names_the_destination(tmp_path, tiny_model, small_disk):
+    work = tmp_path / "w"
+    work.mkdir()
+    values = yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    values |= {"dataset": str(write_mrpc(tmp_path / "mrpc")), "model": str(tiny_model)}
+    (work / "params.yaml").write_text(yaml.safe_dump(values))
+    small_disk(work / "data")
+    env = tool_env() | {"PYTHONPATH": str(Path(__file__).parents[1])}
+    out = subprocess.run(
+        [sys.executable, "-m", "stages.download"], cwd=work, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "error: cannot write data/.pretrained.tmp/model.safetensors: No space left on device" in out.stderr
+    assert str(tiny_model) not in out.stderr.splitlines()[-1]  # not the (read-only) source
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1024 vs 990"),  # torch.save
+        Exception("No space left on device (os error 28)"),  # tokenizers' Rust
+        OSError(errno.ENOSPC, "No space left on device"),
+    ],
+)
+def test_library_write_failures_become_one_line(tmp_path, failure):
+    def stage():
+        with writing(tmp_path / "data/checkpoints"):
+            raise failure
+
+    with pytest.raises(SystemExit) as e:
+        run_stage(stage)
+    assert str(e.value).startswith(f"error: cannot write {tmp_path / 'data/checkpoints'}") or str(
+        e.value
+    ).startswith("error: cannot write an output")
+    assert "the disk is full: free space and rerun" in str(e.value)
+
+
+def test_other_errors_pass_through_writing(tmp_path):
+    with pytest.raises(ValueError, match="a bug"), writing(tmp_path):
+        raise ValueError("a bug")
+
+
+def test_partial_checkpoints_are_removed(tmp_path):
+    for name, marker in [("checkpoint-10", "trainer_state.json"), ("checkpoint-20", None), ("step-5", None)]:
+        (tmp_path / name).mkdir()
+        if marker:
+            (tmp_path / name / marker).write_text("{}")
+    (tmp_path / "tmp-7").mkdir()
+    remove_partial(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-10"]
+
+
+# --- 5. the launcher param is checked before anything runs -------------------------------------
+
+
+def test_a_launcher_that_is_a_shell_command_runs_nothing(tmp_path, mrpc_dir, tiny_model):
+    repo = make_repo(tmp_path / "repo", {"dataset": str(mrpc_dir), "model": str(tiny_model), **TINY_TRAIN})
+    run(["dvc", "repro", "tokenize"], repo)  # train's inputs exist, so DVC starts its command
+    out = run(["dvc", "exp", "run", "-s", "train", "-S", "launcher=touch pwned"], repo, check=False)
+    assert out.returncode != 0
+    assert "launcher: 'touch pwned' starts with 'touch'" in out.stdout + out.stderr
+    assert not (repo / "pwned").exists() and not list(repo.glob("-m*"))
+
+
+@pytest.mark.parametrize(
+    "launcher, argv_tail",
+    [
+        ("python", []),
+        (
+            "torchrun --nproc_per_node 2",
+            ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
+        ),
+        ("torchrun --nnodes 2 --rdzv_endpoint host:29400", ["-m", "torch.distributed.run", "--nnodes", "2"]),
+        (
+            "accelerate launch --num_processes 2 --cpu",
+            ["-m", "accelerate.commands.launch", "--num_processes"],
+        ),
+        ("CUDA_VISIBLE_DEVICES=1 python", []),
+    ],
+)
+def test_launchers_that_are_allowed(launcher, argv_tail):
+    env, argv = launcher_argv(launcher, "stages.train")
+    assert argv[0] == sys.executable and argv[-2:] == ["-m", "stages.train"]
+    assert argv[1 : 1 + len(argv_tail)] == argv_tail
+    assert env == ({"CUDA_VISIBLE_DEVICES": "1"} if launcher.startswith("CUDA") else {})
+
+
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        "touch pwned",
+        "python; touch pwned",
+        "python -c 'import os'",
+        "torchrun --no-python touch",
+        "torchrun --nproc_per_node 2 $(touch pwned)",
+        "accelerate config",
+        "bash -c 'python'",
+        "LD_PRELOAD=/tmp/x.so python",
+        "",
+    ],
+)
+def test_launchers_that_are_refused(launcher):
+    with pytest.raises(InputError, match="launcher"):
+        launcher_argv(launcher, "stages.train")
+
+
+# --- 6. smaller ----------------------------------------------------------------------------------
+
+
+def test_a_dataset_that_is_a_file_says_so(tmp_path):
+    (tmp_path / "train.csv").write_text("text,label\na,0\n")
+    with pytest.raises(InputError, match=r"train.csv is a file, not a folder.*-S dataset="):
+        require_folder(tmp_path / "train.csv")
+
+
+def test_evaluate_leaves_no_checkpoints_folder(prepared, tmp_path):
+    work = copy_work(prepared, tmp_path / "w")
+    stage_run(work, "train", epochs=1)
+    assert not (work / "data/checkpoints").exists()
+    stage_run(work, "evaluate")
+    assert not (work / "data/checkpoints").exists()
+    diagnosis = read(work, "metrics/diagnosis.json")
+    assert diagnosis["small_data"] and "small data" in diagnosis["verdict"]  # 41 validation rows

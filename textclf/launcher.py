@@ -1,0 +1,66 @@
+"""The `launcher` param, turned into the command that starts a train or evaluate process.
+
+dvc.yaml runs `python -m stages.launch <stage>`, which checks the param and only then starts the
+stage. (Interpolating `${launcher}` into the command, as before, let DVC run any shell text put in
+the param, e.g. `dvc exp run -s train -S "launcher=touch pwned"`, before any check could run.) The
+command is started without a shell, from this list of programs only.
+"""
+
+import re
+import shlex
+import sys
+
+from textclf.errors import InputError
+
+EXAMPLES = "python, 'torchrun --nproc_per_node 2', 'accelerate launch --num_processes 2 --cpu'"
+# Environment settings before the program, e.g. CUDA_VISIBLE_DEVICES=1 python (one GPU per experiment):
+# only the device and thread-count families; never LD_PRELOAD, PYTHONPATH and the like.
+FAMILIES = "CUDA|NCCL|OMP|MKL|HIP|ROCR|PYTORCH|TORCH|ACCELERATE|GLOO"
+ENV = re.compile(rf"^({FAMILIES})_[A-Z0-9_]*=[A-Za-z0-9_.,:/@%+-]*$")
+OPTION = re.compile(r"^(--?[A-Za-z][A-Za-z0-9_-]*(=[A-Za-z0-9_.,:/@%+-]*)?|[A-Za-z0-9_.,:/@%+-]+)$")
+# Options that would make the launcher run something other than the stage module.
+FORBIDDEN = {"--no-python", "--no_python", "--run-path", "--run_path", "-m", "--module", "--module_name"}
+# torchrun options that say where the other nodes are: without them it runs on one host, and
+# --standalone lets it pick a free port, so two runs on one host do not collide on the default one.
+MULTI_NODE = ("--nnodes", "--rdzv", "--master", "--node", "--standalone")
+
+
+def launcher_argv(launcher: str, module: str | None = None) -> tuple[dict[str, str], list[str]]:
+    """(environment additions, argv) that start `python -m <module>` under the launcher.
+
+    Raises InputError for anything but python, torchrun or `accelerate launch` with plain options.
+    """
+    try:
+        words = shlex.split(launcher)
+    except ValueError as e:
+        raise InputError(
+            f"launcher: '{launcher}' is not a command line ({e}). Examples: {EXAMPLES}."
+        ) from None
+    env = {}
+    while words and ENV.match(words[0]):
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    if not words or words[0] not in ("python", "torchrun", "accelerate"):
+        found = words[0] if words else "nothing"
+        raise InputError(
+            f"launcher: '{launcher}' starts with {found!r}; it must start with python, torchrun or "
+            f"accelerate (optionally after VAR=value settings). Examples: {EXAMPLES}."
+        )
+    program, options = words[0], words[1:]
+    if program == "accelerate":
+        if options[:1] != ["launch"]:
+            raise InputError(f"launcher: '{launcher}': accelerate must be followed by launch.")
+        options = options[1:]
+    if program == "python" and options:
+        raise InputError(f"launcher: '{launcher}': plain python takes no options here; use 'python'.")
+    bad = [o for o in options if not OPTION.match(o) or o.split("=")[0] in FORBIDDEN]
+    if bad:
+        raise InputError(f"launcher: '{launcher}': option {bad[0]!r} is not allowed. Examples: {EXAMPLES}.")
+    if program == "torchrun" and not any(o.startswith(MULTI_NODE) for o in options):
+        options = ["--standalone", *options]
+    start = {
+        "python": [sys.executable],
+        "torchrun": [sys.executable, "-m", "torch.distributed.run"],
+        "accelerate": [sys.executable, "-m", "accelerate.commands.launch"],
+    }[program]
+    return env, [*start, *options, *(["-m", module] if module else [])]
