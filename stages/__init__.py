@@ -27,6 +27,7 @@ def run_stage(main: Callable[[], None]) -> None:
     """
     import errno
 
+    from textclf.console import quiet_libraries
     from textclf.errors import InputError
 
     global gc_paused
@@ -38,6 +39,7 @@ def run_stage(main: Callable[[], None]) -> None:
         # datasets writes cache-*.arrow files beside the data it maps: inside a DVC output that marks the
         # output as modified and reruns its stage. With caching off, map() results go to a temp folder.
         sys.modules["datasets"].disable_caching()
+    quiet_libraries()
     try:
         main()
     except InputError as e:

@@ -13,7 +13,8 @@ from textclf.files import atomic_dir, scratch_dir, sha256_arrow, write_json
 from textclf.labels import label_counts, prepare
 from textclf.params import ensure_unchanged, load_params
 from textclf.paths import PRETRAINED, RAW, SOURCE
-from textclf.pretrained import copy_checkpoint, model_source, warn_remote_code
+from textclf.pretrained import copy_checkpoint, model_source
+from textclf.security import warn_remote_code
 from textclf.sources import local_folder
 
 

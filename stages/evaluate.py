@@ -40,7 +40,7 @@ from textclf.paths import (
 )
 from textclf.precision import precision_args, resolve_precision
 from textclf.predictions import confusion_csv, predictions_tsv, submission_tsv
-from textclf.pretrained import warn_remote_code
+from textclf.security import warn_remote_code
 
 
 def main() -> None:
@@ -55,7 +55,7 @@ def main() -> None:
     scratch = tempfile.TemporaryDirectory(prefix="textclf-evaluate-")  # the Trainer wants an output_dir
     args = TrainingArguments(
         output_dir=scratch.name, per_device_eval_batch_size=p.eval_batch_size, report_to="none",
-        **precision_args(precision),
+        disable_tqdm=True, **precision_args(precision),
     )  # fmt: skip
     tokenizer = AutoTokenizer.from_pretrained(MODEL, trust_remote_code=p.trust_remote_code)
     trainer = Trainer(model=model, args=args, data_collator=DataCollatorWithPadding(tokenizer))

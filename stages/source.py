@@ -1,4 +1,8 @@
-"""Fingerprint where the data comes from: params dataset, subset -> data/dataset.json.
+"""Check every param that can be checked at once, and fingerprint where the data comes from:
+params -> data/dataset.json.
+
+This is the first stage of every `dvc repro` / `dvc exp run`, so its checks (textclf/preflight.py)
+refuse a bad param before DVC deletes any later stage's outputs.
 
 `dataset` is a Hub id or a local folder. DVC can only watch a path, and a Hub id is none, so the
 download stage cannot list the folder as a dependency. This stage stands in for it: it runs on every
@@ -13,11 +17,13 @@ from stages import run_stage
 from textclf.files import write_json
 from textclf.params import ensure_unchanged, load_params
 from textclf.paths import FINGERPRINT
+from textclf.preflight import preflight
 from textclf.sources import fingerprint
 
 
 def main() -> None:
     p = load_params()
+    preflight(p)
     start = time.perf_counter()
     found = fingerprint(p.dataset, p.subset)
     ensure_unchanged("source")

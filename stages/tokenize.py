@@ -5,11 +5,12 @@ from transformers import AutoTokenizer
 
 from stages import run_stage
 from textclf.columns import TEXT, TEXT_PAIR
+from textclf.console import library_bars
 from textclf.errors import InputError
 from textclf.files import atomic_dir
 from textclf.params import ensure_unchanged, load_params
 from textclf.paths import PRETRAINED, RAW, TOKENIZED
-from textclf.pretrained import warn_remote_code
+from textclf.security import warn_remote_code
 
 
 def cut(data: DatasetDict, max_train: int | None, max_eval: int | None) -> DatasetDict:
@@ -29,7 +30,8 @@ def tokenize(data: DatasetDict, tokenizer, max_length: int) -> DatasetDict:
         pair = batch[TEXT_PAIR] if TEXT_PAIR in texts else None
         return tokenizer(batch[TEXT], pair, truncation=True, max_length=max_length)
 
-    return data.map(encode, batched=True, remove_columns=texts, desc="tokenize")
+    with library_bars(enabled=sum(len(ds) for ds in data.values()) > 100_000):
+        return data.map(encode, batched=True, remove_columns=texts, desc="tokenize")
 
 
 def check_max_length(max_length: int, tokenizer) -> None:

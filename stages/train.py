@@ -35,7 +35,7 @@ from textclf.paths import (
     TRAIN_METRICS,
 )
 from textclf.precision import resolve_precision
-from textclf.pretrained import warn_remote_code
+from textclf.security import warn_remote_code
 
 
 def train_summary(p: Params, precision: str, out: Outcome, n_train: int, epochs_run: float) -> dict:
@@ -105,7 +105,7 @@ def main() -> None:
         print(f"train: resuming from {resume} (same params and data as the interrupted run)", flush=True)
     interrupt = Interrupt()
     set_seed(p.seed)
-    model = load_model(p, label_names)
+    model = load_model(p, label_names, say=print if state.is_main_process else None)
     job = Job(p, precision, data, tokenizer, model, CHECKPOINTS, resume, interrupt, weights)
     try:
         with writing(CHECKPOINTS):

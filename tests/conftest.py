@@ -124,17 +124,25 @@ def copy_code(dest: Path) -> None:
         shutil.copytree(ROOT / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
 
 
-def make_repo(dest: Path, params: dict) -> Path:
-    """A git + DVC repo holding this project's pipeline, with params overridden for tiny runs."""
+def edit_params(source: Path, dest: Path, params: dict) -> None:
+    from ruamel.yaml import YAML  # DVC's own YAML library: a round trip keeps comments and layout
 
+    rt = YAML()
+    values = rt.load(source.read_text())
+    for key, value in params.items():
+        values[key] = value
+    with dest.open("w") as f:
+        rt.dump(values, f)
+
+
+def make_repo(dest: Path, params: dict) -> Path:
+    """A git + DVC repo holding this project's pipeline, with params overridden for tiny runs (edited
+    the way DVC edits params.yaml, so the file keeps its layout and comments as a clone has them)."""
     dest.mkdir(parents=True)
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(ROOT / name, dest / name)
+    shutil.copy(ROOT / "dvc.yaml", dest / "dvc.yaml")
     copy_code(dest)
     shutil.copy(ROOT / ".gitignore", dest / ".gitignore")
-    values = yaml.safe_load((dest / "params.yaml").read_text())
-    values.update(params)
-    (dest / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    edit_params(ROOT / "params.yaml", dest / "params.yaml", params)
     run(["git", "init", "-q"], dest)
     run(["git", "config", "user.email", "ci@example.com"], dest)
     run(["git", "config", "user.name", "CI"], dest)

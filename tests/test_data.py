@@ -4,9 +4,10 @@ streamed through scratch. (Choosing columns and labels: test_labels.py.)"""
 import pytest
 
 from tests.conftest import LABELED_HEADER, ROWS, SHARED_MRPC, TEST_HEADER, tsv
-from textclf.data import decode_utf8, find_split_files, load_local, parse_mrpc_tsv
+from textclf.data import decode_utf8, load_local, parse_mrpc_tsv
 from textclf.errors import InputError
 from textclf.pretrained import copy_checkpoint
+from textclf.sources import find_split_files
 
 
 def test_bom_and_unbalanced_quotes_keep_every_row():

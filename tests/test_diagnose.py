@@ -457,3 +457,12 @@ def test_mrpc_sized_splits_are_not_small():
         train_counts={"a": 1194, "b": 2473},
     )
     assert d["verdict"] == "ok" and not d["small_data"]
+
+
+def test_a_short_run_that_collapsed_is_told_it_was_short():
+    # 39 steps at lr 3e-5 with warmup: "try lr 2e-5..5e-5 with warmup" would repeat what was done.
+    rows = train([0.70, 0.68, 0.66, 0.65], lr=3e-5)
+    rows[-1]["step"] = 39
+    d = diagnose(rows, val([0.64], [0.684], [0.812]), {"accuracy": 0.684, "f1": 0.812}, {"0": 0.0, "1": 1.0})
+    assert d["collapsed"] and "only 39 optimizer steps" in d["suggestions"]["collapsed"]
+    assert "2e-5..5e-5" not in d["suggestions"]["collapsed"]

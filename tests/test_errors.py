@@ -19,7 +19,8 @@ from textclf.errors import InputError
 from textclf.files import atomic_dir
 from textclf.model import check_labels
 from textclf.params import load_params
-from textclf.pretrained import copy_checkpoint, model_source, warn_remote_code
+from textclf.pretrained import copy_checkpoint, model_source
+from textclf.security import warn_remote_code
 
 
 def tiny_config() -> BertConfig:
@@ -39,15 +40,30 @@ def test_model_folder_without_weights(tmp_path):
 
 def test_hub_model_offline_says_how_to_point_at_a_local_copy(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(InputError, match=r"Offline\? Point `model` at a local checkpoint folder"):
+    with pytest.raises(
+        InputError, match=r"Hub can't be reached .*no local folder .* either. Point `model` at"
+    ):
         model_source("someone/not-a-cached-model")
 
 
 def test_hub_dataset_offline_says_how_to_point_at_a_local_copy(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    with pytest.raises(InputError, match=r"dvc exp run -S dataset=\.\./shared/mrpc"):
-        load_hub("someone/not-a-cached-dataset", None)
+    with pytest.raises(
+        InputError, match=r"no local folder .*shared/mrpc either.*-S dataset=\.\./shared/mrpc"
+    ):
+        load_hub("shared/mrpc", None)  # a local path typed without its ../
+
+
+def test_an_unreachable_hub_fails_at_once_instead_of_retrying(monkeypatch):
+    # No offline flag: the one connection attempt fails (a closed port here), and nothing retries.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    from textclf.sources import hub_unreachable
+
+    assert hub_unreachable().startswith("127.0.0.1:")
+    with pytest.raises(InputError, match=r"the Hub can't be reached \(127.0.0.1"):
+        model_source("someone/not-a-cached-model")
 
 
 def test_classifier_checkpoint_with_other_label_count(tmp_path):
@@ -146,10 +162,9 @@ def test_bad_params_exit_with_one_line(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "stages.train"], cwd=tmp_path, env=env, capture_output=True, text=True
     )
-    assert (
-        out.returncode == 1
-        and out.stderr.strip() == "error: params.yaml: 'epochs: three' is not a number; expected int."
-    )
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
+    assert out.stderr.startswith("error: params.yaml: 'epochs: three' is not a number; expected int. ")
+    assert "params.yaml now holds 'epochs: three': set a good value with the next run" in out.stderr
 
 
 def test_sharded_pickle_is_not_guessed_at(tmp_path):

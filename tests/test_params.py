@@ -77,3 +77,70 @@ def test_bad_boolean():
 def test_seed_range(seed):
     with pytest.raises(ParamsError, match="seed"):
         parse_params(defaults() | {"seed": seed})
+
+
+@pytest.mark.parametrize(
+    "key, suggestion",
+    [
+        ("lerning_rate", "lr"),  # a typo of the Trainer's name
+        ("learning_rate", "lr"),
+        ("num_train_epochs", "epochs"),
+        ("per_device_train_batch_size", "batch_size"),
+        ("gradient_accumulation_steps", "grad_accum"),
+        ("max_seq_length", "max_length"),
+        ("seeed", "seed"),
+    ],
+)
+def test_familiar_names_get_a_did_you_mean(key, suggestion):
+    with pytest.raises(ParamsError, match=rf"unknown key '{key}'. Did you mean '{suggestion}'"):
+        parse_params(defaults() | {key: 1})
+
+
+@pytest.mark.parametrize(
+    "key, value, suggestion",
+    [
+        ("lr_scheduler", "cosin", "cosine"),
+        ("precision", "bf61", "bf16"),
+        ("engine", "acelerate", "accelerate"),
+    ],
+)
+def test_mistyped_choices_get_a_did_you_mean(key, value, suggestion):
+    with pytest.raises(ParamsError, match=rf"is not one of .*Did you mean '{suggestion}'"):
+        parse_params(defaults() | {key: value})
+
+
+def committed_repo(tmp_path, **changes):
+    import subprocess
+
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    for cmd in (
+        ["init", "-q"],
+        ["add", "params.yaml"],
+        ["-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x"],
+    ):
+        subprocess.run(["git", *cmd], cwd=tmp_path, check=True)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(defaults() | changes))
+    return tmp_path / "params.yaml"
+
+
+def test_a_refused_value_says_params_yaml_holds_it_and_how_to_set_it_back(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = committed_repo(tmp_path, lr="abc")
+    with pytest.raises(ParamsError) as e:
+        load_params(path)
+    assert (
+        "params.yaml now holds 'lr: abc': set it back with the next run (dvc exp run -S 'lr=0.0001')"
+        in str(e.value)
+    )
+    assert "git checkout params.yaml" in str(e.value)
+
+
+def test_an_unknown_key_says_to_delete_its_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = committed_repo(tmp_path, lerning_rate=1e-4)
+    with pytest.raises(ParamsError) as e:
+        load_params(path)
+    assert (
+        "Did you mean 'lr'? params.yaml now holds 'lerning_rate: 0.0001' (DVC wrote it there): delete"
+        in str(e.value)
+    )

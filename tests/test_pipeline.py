@@ -4,13 +4,12 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT, TINY_TRAIN, make_repo, run, tool_env, write_mrpc
+from tests.conftest import ROOT, TINY_TRAIN, make_repo, run, write_mrpc
 
 STAGES = {"download", "tokenize", "train", "evaluate"}
 ALWAYS = {"source"}  # always_changed: hashes a local dataset folder on every repro, in well under a second
@@ -105,54 +104,6 @@ def test_param_changes_rerun_only_what_they_touch(repo):
     out = run(["dvc", "exp", "run", "-n", "len-24", "-S", "max_length=24"], repo)
     assert stages_ran(out.stdout) == {"tokenize", "train", "evaluate"}
     run(["git", "checkout", "--", "params.yaml"], repo)
-
-
-def test_queued_grid_runs_each_experiment_with_its_own_params(repo):
-    run(["dvc", "exp", "run", "--queue", "-S", "lr=1e-3,2e-3", "-S", "seed=1,2"], repo)
-    # Not through run(): `queue start` leaves worker daemons behind that inherit its stdout/stderr, and
-    # capturing those pipes would wait for the workers to exit, which an idle worker may never do.
-    started = subprocess.run(
-        ["dvc", "queue", "start", "-j", "2"],
-        cwd=repo,
-        env=tool_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    assert started.returncode == 0
-    deadline = time.time() + 600
-    while True:
-        status = run(["dvc", "queue", "status"], repo).stdout
-        if not re.search(r"\b(Queued|Running)\b", status):
-            break
-        assert time.time() < deadline, status
-        time.sleep(2)
-    run(["dvc", "queue", "stop"], repo, check=False)  # no idle worker outlives the test
-    assert "Failed" not in status, run(["dvc", "queue", "logs", status.split()[-1]], repo, check=False).stdout
-    runs = {}
-    commits = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
-    for exp in [e for c in commits for e in c.get("experiments") or []]:
-        data = exp["revs"][0]["data"]
-        params = data["params"]["params.yaml"]["data"]
-        runs[(float(params["lr"]), int(params["seed"]))] = data["metrics"]["metrics/eval.json"]["data"]
-    assert {(1e-3, 1), (1e-3, 2), (2e-3, 1), (2e-3, 2)} <= set(runs)
-    assert all({"accuracy", "f1", "loss"} <= set(m) for m in runs.values())
-
-
-# The README's readable table: what changed, plus the columns that always matter.
-EXP_SHOW = [
-    "dvc", "exp", "show", "--no-pager", "--md", "--only-changed",
-    "--drop", "stages/|data/|metrics/curves/", "--keep", "^(lr|accuracy|f1|loss|verdict)$",
-]  # fmt: skip
-
-
-def test_exp_show_table_is_readable(repo):
-    header = run(EXP_SHOW, repo).stdout.splitlines()[0]
-    columns = [c.strip() for c in header.strip("|").split("|")]
-    for column in ("lr", "accuracy", "f1", "loss", "verdict", "seed", "max_length"):
-        assert column in columns, columns
-    assert len(columns) < 30, columns
-    assert not [c for c in columns if c.startswith(("stages/", "data/"))], columns
 
 
 def plots_page(repo: Path, out: Path) -> Path:

@@ -12,13 +12,19 @@ from typing import NamedTuple
 from datasets import ClassLabel, Dataset, Features, Value, load_dataset
 
 from textclf.errors import InputError
-from textclf.sources import require_folder
+from textclf.sources import (
+    FORMATS,
+    MRPC_LABELED_HEADER,
+    MRPC_TEST_HEADER,
+    SPLIT_NAMES,
+    find_split_files,
+    first_line,
+    hub_unreachable,
+    require_folder,
+    user_path,
+)
 
 MRPC_LABELS = ["not_equivalent", "equivalent"]  # GLUE's order: label 1 means paraphrase
-MRPC_LABELED_HEADER = ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]
-MRPC_TEST_HEADER = ["index", "#1 ID", "#2 ID", "#1 String", "#2 String"]
-SPLIT_NAMES = {"train": ["train"], "validation": ["validation", "dev"], "test": ["test"]}
-FORMATS = {".tsv": "csv", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
 class Split(NamedTuple):
@@ -91,30 +97,8 @@ def mrpc_split(columns: dict[str, list]) -> Dataset:
     return Dataset.from_dict({k: columns[k] for k in features}, features=Features(features))
 
 
-def find_split_files(folder: Path) -> dict[str, Path]:
-    """train (required), validation (or dev) and test files by name; the extension gives the format."""
-    found = {}
-    for split, stems in SPLIT_NAMES.items():
-        matches = [p for stem in stems for ext in FORMATS for p in [folder / f"{stem}{ext}"] if p.exists()]
-        if len(matches) > 1:
-            raise InputError(f"{folder}: several files for split '{split}': {[m.name for m in matches]}.")
-        if matches:
-            found[split] = matches[0]
-    if "train" not in found:
-        present = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))[:10]
-        raise InputError(
-            f"{folder}: no train file. Name it train.csv, train.tsv, train.json, train.jsonl or "
-            f"train.parquet (validation/dev and test files are optional); the folder holds {present}."
-        )
-    return found
-
-
 def is_mrpc_tsv(path: Path) -> bool:
-    if path.suffix != ".tsv":
-        return False
-    with path.open("rb") as f:
-        first = f.readline().decode("utf-8-sig", errors="replace").rstrip("\r\n")
-    return first.split("\t") in (MRPC_LABELED_HEADER, MRPC_TEST_HEADER)
+    return path.suffix == ".tsv" and first_line(path).split("\t") in (MRPC_LABELED_HEADER, MRPC_TEST_HEADER)
 
 
 def load_table(path: Path, scratch: Path) -> Dataset:
@@ -181,13 +165,19 @@ def load_local(folder: Path, scratch: Path) -> dict[str, Split]:
 
 
 def load_hub(dataset: str, subset: str | None) -> dict[str, Split]:
+    offline = hub_unreachable()
     try:
+        if offline:  # only a copy in the local Hub cache can serve; no half minute of retries
+            import datasets
+
+            datasets.config.HF_HUB_OFFLINE = True
         dd = load_dataset(dataset, subset)
     except Exception as e:
+        why = f"the Hub can't be reached ({offline})" if offline else f"{type(e).__name__}: {e}"
         raise InputError(
-            f"could not load dataset '{dataset}' ({subset}) from the Hugging Face Hub: "
-            f"{type(e).__name__}: {e}\n"
-            "Offline? Point `dataset` at a local copy, e.g.: dvc exp run -S dataset=../shared/mrpc"
+            f"could not load dataset '{dataset}' ({subset}) from the Hugging Face Hub: {why}. "
+            f"There is no local folder {user_path(dataset)} either. Point `dataset` at a local folder, "
+            "e.g.: dvc exp run -S dataset=../shared/mrpc"
         ) from None
     splits = {}
     for split, names in SPLIT_NAMES.items():

@@ -62,6 +62,9 @@ COLLAPSE_TOL = 0.005
 # Above this, BERT-style fine-tuning tends to diverge or collapse; 2e-5..5e-5 is the usual range.
 HIGH_LR = 1e-4
 GOOD_LR = "2e-5..5e-5"
+# A new classification head needs a few hundred optimizer steps; after fewer, a model that predicts
+# only the majority class has mostly not had time to learn, whatever its lr.
+FEW_STEPS = 100
 
 # --- too little data ---------------------------------------------------------------------------
 # Below 100 validation rows one row moves accuracy by a point or more, and chance alone moves it by
@@ -296,10 +299,21 @@ def one_class_signature(accuracy: float, f1: float, majority_rate: float | None 
     return None
 
 
-def _fix_collapse(lr: float) -> str:
-    if math.isfinite(lr) and lr <= HIGH_LR:
-        return f"check the labels (both classes in train, mapped right); then try lr {GOOD_LR} with warmup"
-    return f"lower lr (peak {_lr_text(lr)}) to {GOOD_LR}; check the train labels hold both classes"
+def last_step(train_rows: Sequence[Row]) -> int | None:
+    steps = _finite(_column(train_rows, "step"))
+    return int(max(steps)) if steps else None
+
+
+def _fix_collapse(lr: float, steps: int | None = None) -> str:
+    high = math.isfinite(lr) and lr > HIGH_LR
+    if steps is not None and steps < FEW_STEPS and not high:
+        return (
+            f"only {steps} optimizer steps: too few for a new head to learn more than the majority class; "
+            "train on more rows (max_train_samples) or for more epochs, aiming at a few hundred steps"
+        )
+    if not high:
+        return f"check the labels (every class in train, mapped right); then try lr {GOOD_LR} with warmup"
+    return f"lower lr (peak {_lr_text(lr)}) to {GOOD_LR}; check the train labels hold every class"
 
 
 def check_collapsed(
@@ -308,13 +322,16 @@ def check_collapsed(
     predicted_share: Mapping[str, Any] | None = None,
     majority_rate: float | None = None,
     lr: float = math.nan,
+    steps: int | None = None,
 ) -> Finding:
     """The model predicts one class: from the predicted shares if given, else from accuracy and F1."""
     if predicted_share:
         label, share = max(((k, _num(v)) for k, v in predicted_share.items()), key=lambda kv: kv[1])
         if share >= COLLAPSE_SHARE:
             return Finding(
-                True, f"predicts class {label} for {share:.1%} of validation examples", _fix_collapse(lr)
+                True,
+                f"predicts class {label} for {share:.1%} of validation examples",
+                _fix_collapse(lr, steps),
             )
         return Finding(False)
     last = val_rows[-1] if val_rows else {}
@@ -328,7 +345,7 @@ def check_collapsed(
         return Finding(False)
     rate = f", at the majority-class rate {majority_rate:.3f}" if majority_rate is not None else ""
     evidence = f"val accuracy {accuracy:.3f} and F1 {f1:.3f} are what an {kind} predictor scores{rate}"
-    return Finding(True, evidence, _fix_collapse(lr))
+    return Finding(True, evidence, _fix_collapse(lr, steps))
 
 
 # --- too little data ---------------------------------------------------------------------------
@@ -375,7 +392,9 @@ def diagnose(
     checked for being too small to judge by.
     """
     findings = {
-        "collapsed": check_collapsed(val_rows, final, predicted_share, majority_rate, peak_lr(train_rows)),
+        "collapsed": check_collapsed(
+            val_rows, final, predicted_share, majority_rate, peak_lr(train_rows), last_step(train_rows)
+        ),
         "unstable": check_unstable(train_rows, val_rows),
         "underfitting": check_underfitting(train_rows, prior),
         "overfitting": check_overfitting(train_rows, val_rows),

@@ -27,9 +27,19 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    usual_permissions(tmp)
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
+
+
+def usual_permissions(folder: Path) -> None:
+    """The modes a plain write gives (umask applied) on everything in `folder`: some libraries write
+    through a private temporary file (safetensors: model.safetensors came out 0600 beside 0644 files)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 @contextmanager

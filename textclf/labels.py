@@ -22,6 +22,7 @@ from datasets import ClassLabel, Dataset, DatasetDict
 from textclf.columns import IDX, LABEL, TEXT, TEXT_PAIR, label_ids
 from textclf.data import Split
 from textclf.errors import InputError
+from textclf.sources import missing_column
 
 # The validation rows carved from train are the same in every experiment, whatever its `seed`, so
 # that runs are judged on the same rows and compared pair by pair.
@@ -64,20 +65,21 @@ def guess_label_column(ds: Dataset, exclude: list[str]) -> str | None:
 
 def check_columns(split: str, s: Split, text_columns: list[str], label_column: str) -> None:
     columns = s.rows.column_names
-    missing = [c for c in text_columns if c not in columns]
-    if missing:
+    missing = missing_column(columns, text_columns, label_column, split)
+    if missing is None:
+        return
+    if missing in text_columns:
         texts = guess_text_columns(s.rows, len(text_columns))
         raise InputError(
-            f"{s.origin}: no text column {missing[0]!r}; its columns are {columns}. Set text_columns to "
+            f"{s.origin}: no text column {missing!r}; its columns are {columns}. Set text_columns to "
             f"the column(s) holding the text, e.g. dvc exp run -S 'text_columns=[{', '.join(texts)}]'"
         )
-    if label_column not in columns and split != "test":
-        guess = guess_label_column(s.rows, text_columns)
-        raise InputError(
-            f"{s.origin}: no label column {label_column!r}; its columns are {columns}. Set label_column"
-            + (f", e.g. dvc exp run -S label_column={guess}" if guess else "")
-            + f" ({split} needs labels; only test may go without)."
-        )
+    guess = guess_label_column(s.rows, text_columns)
+    raise InputError(
+        f"{s.origin}: no label column {label_column!r}; its columns are {columns}. Set label_column"
+        + (f", e.g. dvc exp run -S label_column={guess}" if guess else "")
+        + f" ({split} needs labels; only test may go without)."
+    )
 
 
 def canonical(s: Split, text_columns: list[str], label_column: str) -> Dataset:

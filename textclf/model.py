@@ -1,12 +1,14 @@
 """Model set-up: the pretrained checkpoint with a fresh classification head for the task's labels,
 its dropout rates, the layers left frozen, and the loss (with class weights when asked for)."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
+from textclf.console import describe_load, without_load_report
 from textclf.errors import InputError
 from textclf.params import Params
 from textclf.paths import PRETRAINED
@@ -32,18 +34,26 @@ def dropout_overrides(config, dropout: float | None) -> dict[str, float]:
     return dict.fromkeys(rates, dropout)
 
 
-def load_model(p: Params, label_names: list[str], pretrained: Path = PRETRAINED) -> torch.nn.Module:
+def load_model(
+    p: Params, label_names: list[str], pretrained: Path = PRETRAINED, say: Callable[[str], None] | None = None
+) -> torch.nn.Module:
+    """The checkpoint under a new classification head; `say` (the main process's print) gets one line
+    on what was new, instead of transformers' table of "missing" head weights."""
     config = AutoConfig.from_pretrained(pretrained, trust_remote_code=p.trust_remote_code)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        pretrained,
-        **dropout_overrides(config, p.dropout),
-        num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)),
-        label2id={n: i for i, n in enumerate(label_names)},
-        use_safetensors=True,
-        attn_implementation="eager",  # measured faster than SDPA for training on CPU
-        trust_remote_code=p.trust_remote_code,
-    )
+    with without_load_report():
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            pretrained,
+            **dropout_overrides(config, p.dropout),
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={n: i for i, n in enumerate(label_names)},
+            use_safetensors=True,
+            attn_implementation="eager",  # measured faster than SDPA for training on CPU
+            trust_remote_code=p.trust_remote_code,
+            output_loading_info=True,
+        )
+    for line in describe_load(info, len(label_names)) if say else []:
+        say(line)
     # transformers 5 sees **kwargs in forward() and assumes the loss is normalised by num_items_in_batch.
     # Sequence classifiers take a plain mean, so the Trainer would then sum gradients over accumulation
     # steps (lr x grad_accum) and scale the loss by the process count under DDP (lr x world size).

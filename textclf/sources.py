@@ -1,16 +1,41 @@
-"""Where the data comes from, told apart without importing anything heavy: the source stage runs on
-every `dvc repro` and must stay light."""
+"""Where the data and the model come from, told apart without importing anything heavy: the source
+stage runs on every `dvc repro` and must stay light. Local paths, the split files of a dataset folder
+and their column names, and whether the Hugging Face Hub can be reached."""
 
+import csv
+import json
+import os
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 from textclf.errors import InputError
 from textclf.files import sha256_file
 
+SPLIT_NAMES = {"train": ["train"], "validation": ["validation", "dev"], "test": ["test"]}
+FORMATS = {".tsv": "csv", ".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+MRPC_LABELED_HEADER = ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]
+MRPC_TEST_HEADER = ["index", "#1 ID", "#2 ID", "#1 String", "#2 String"]
+MRPC_COLUMNS = ["sentence1", "sentence2", "label", "idx"]  # GLUE's names, as the MRPC reader gives them
+
+
+def user_path(value: str) -> Path:
+    """A path from params.yaml, relative to the repository the user runs DVC in. A queued experiment
+    runs in a copy of the repository under .dvc/tmp/exps, and DVC tells it where the original is
+    (DVC_ROOT), so `../shared/mrpc` names the same folder in a queued run as in a plain one."""
+    path = Path(value).expanduser()
+    root = os.environ.get("DVC_ROOT")
+    return path if path.is_absolute() or not root else Path(root) / path
+
+
+def looks_like_path(value: str) -> bool:
+    return value.startswith((".", "/", "~")) or value.count("/") > 1
+
 
 def local_folder(dataset: str) -> Path | None:
     """The local folder that `dataset` names, or None for a Hub id."""
-    path = Path(dataset).expanduser()
-    return path if path.exists() or dataset.startswith((".", "/", "~")) else None
+    path = user_path(dataset)
+    return path if path.exists() or looks_like_path(dataset) else None
 
 
 def require_folder(folder: Path) -> None:
@@ -39,3 +64,77 @@ def fingerprint(dataset: str, subset: str | None) -> dict:
     if folder is None:  # a Hub dataset: its id is all there is to watch without a network call
         return {"dataset": dataset, "subset": subset, "files_sha256": None}
     return {"dataset": dataset, "subset": None, "files_sha256": folder_hashes(folder)}
+
+
+def find_split_files(folder: Path) -> dict[str, Path]:
+    """train (required), validation (or dev) and test files by name; the extension gives the format."""
+    found = {}
+    for split, stems in SPLIT_NAMES.items():
+        matches = [p for stem in stems for ext in FORMATS for p in [folder / f"{stem}{ext}"] if p.exists()]
+        if len(matches) > 1:
+            raise InputError(f"{folder}: several files for split '{split}': {[m.name for m in matches]}.")
+        if matches:
+            found[split] = matches[0]
+    if "train" not in found:
+        present = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))[:10]
+        raise InputError(
+            f"{folder}: no train file. Name it train.csv, train.tsv, train.json, train.jsonl or "
+            f"train.parquet (validation/dev and test files are optional); the folder holds {present}."
+        )
+    return found
+
+
+def first_line(path: Path) -> str:
+    with path.open("rb") as f:
+        for line in f:
+            if line.strip():
+                return line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
+    return ""
+
+
+def peek_columns(path: Path) -> list[str] | None:
+    """A file's column names from its first line or schema, without reading its rows; None where that
+    can't be told cheaply (a JSON array). MRPC TSV files answer with GLUE's names, as they are read."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(path).names)
+        except Exception:
+            return None  # unreadable: the download stage says so, naming the file
+    line = first_line(path)
+    if path.suffix == ".tsv":
+        header = line.split("\t")
+        if header == MRPC_LABELED_HEADER:
+            return MRPC_COLUMNS
+        return ["sentence1", "sentence2", "idx"] if header == MRPC_TEST_HEADER else header
+    if path.suffix == ".csv":
+        return next(csv.reader([line]), [])
+    if line.startswith("{"):  # JSON lines
+        try:
+            return list(json.loads(line))
+        except ValueError:
+            return None
+    return None
+
+
+def missing_column(columns: list[str], text_columns: list[str], label_column: str, split: str) -> str | None:
+    """The first of the configured columns a split lacks (test may go without labels), or None."""
+    for column in text_columns:
+        if column not in columns:
+            return column
+    return label_column if label_column not in columns and split != "test" else None
+
+
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face Hub can't be reached (offline mode, no DNS, refused), or None if it can.
+    Asked once, in seconds, instead of letting the libraries retry for half a minute."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or 443
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return None
+    except OSError as e:
+        return f"{host}: {e.strerror or e}"

@@ -85,6 +85,10 @@ class EpochLengthSampler(LengthGroupedSampler):
         return super().__iter__()
 
 
+def is_better(value: float, best: float | None, greater: bool) -> bool:
+    return best is None or (value > best if greater else value < best)
+
+
 def best_metric_key(p: Params) -> tuple[str, bool]:
     """The log key that picks the best epoch, and whether greater is better."""
     return f"eval_{p.metric_for_best_model}", p.metric_for_best_model != "loss"

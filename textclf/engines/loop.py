@@ -16,11 +16,11 @@ import torch
 from accelerate import Accelerator
 from datasets import Dataset
 from torch.utils.data import DataLoader, RandomSampler
-from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, get_scheduler
 from transformers.trainer_pt_utils import get_parameter_names
 
-from textclf.engines.base import EpochLengthSampler, Job, Outcome, best_metric_key
+from textclf.console import Progress, eval_line
+from textclf.engines.base import EpochLengthSampler, Job, Outcome, best_metric_key, is_better
 from textclf.files import atomic_dir
 from textclf.inference import length_order
 from textclf.metrics import scores_with_loss
@@ -69,10 +69,6 @@ def evaluate(accelerator: Accelerator, model, loader: DataLoader) -> dict:
 
 def out_of_patience(p: Params, epochs_without_gain: int) -> bool:
     return bool(p.early_stopping_patience) and epochs_without_gain >= p.early_stopping_patience
-
-
-def is_better(value: float, best: float | None, greater: bool) -> bool:
-    return best is None or (value > best if greater else value < best)
 
 
 def window_file(folder: Path, rank: int) -> Path:
@@ -148,7 +144,7 @@ def train_with_accelerate(job: Job) -> Outcome:
         window = [torch.tensor(x) for x in json.loads(saved.read_text())] if saved.exists() else []
     best_dir = job.checkpoints / "step-best"
     start = time.perf_counter()
-    bar = tqdm(total=total, initial=st["step"], disable=not accelerator.is_local_main_process, desc="train")
+    progress = Progress(total, st["step"], enabled=accelerator.is_main_process)
     model.train()
     # out_of_patience in the condition too: a run killed right after its stopping epoch stays stopped.
     while st["epoch"] < p.epochs and not out_of_patience(p, st["bad"]) and not interrupt.requested:
@@ -169,9 +165,9 @@ def train_with_accelerate(job: Job) -> Outcome:
                 continue
             scheduler.step()
             st["step"] += 1
-            bar.update(1)
             if st["step"] % p.logging_steps == 0:
                 mean = accelerator.gather(torch.stack(window).mean()).mean().item()
+                progress.loss = mean
                 lr = scheduler.get_last_lr()[0]
                 row = {
                     "loss": mean,
@@ -181,6 +177,7 @@ def train_with_accelerate(job: Job) -> Outcome:
                 }
                 st["log_history"].append(row)
                 window = []
+            progress.step(st["step"])
             if interrupt.everywhere():
                 break
         if interrupt.requested:
@@ -189,8 +186,10 @@ def train_with_accelerate(job: Job) -> Outcome:
         st["epoch"], st["batches_done"] = st["epoch"] + 1, 0
         scores = evaluate(accelerator, model, eval_loader)
         st["log_history"].append({**scores, "epoch": float(st["epoch"]), "step": st["step"]})
-        accelerator.print(f"epoch {st['epoch']}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
-        if is_better(scores[metric], st["best"], greater):
+        better = is_better(scores[metric], st["best"], greater)
+        named = {k.removeprefix("eval_"): v for k, v in scores.items()}
+        progress.say(eval_line(st["epoch"], p.epochs, st["step"], total, named, progress.loss, better))
+        if better:
             st["best"], st["best_epoch"], st["bad"] = scores[metric], float(st["epoch"]), 0
             if accelerator.is_main_process:
                 with atomic_dir(best_dir) as tmp:  # a kill mid-save keeps the previous best intact
@@ -199,9 +198,9 @@ def train_with_accelerate(job: Job) -> Outcome:
             st["bad"] += 1
         save_checkpoint(accelerator, job.checkpoints, st["step"], st, window)
         if out_of_patience(p, st["bad"]):
-            accelerator.print(f"early stopping: no gain in {metric} for {st['bad']} epoch(s)")
+            progress.say(f"early stopping: no gain in {metric} for {st['bad']} epoch(s)")
             break
-    bar.close()
+    progress.close()
     accelerator.wait_for_everyone()
     final = accelerator.unwrap_model(model)
     if not interrupt.requested and best_dir.exists():

@@ -14,8 +14,10 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from textclf.engines.base import EpochLengthSampler, Interrupt, Job, Outcome, best_metric_key
+from textclf.console import Progress, eval_line
+from textclf.engines.base import EpochLengthSampler, Interrupt, Job, Outcome, best_metric_key, is_better
 from textclf.inference import length_order
 from textclf.metrics import classification_metrics
 from textclf.model import weighted_loss
@@ -55,7 +57,7 @@ def training_args(p: Params, precision: str, output_dir: Path) -> TrainingArgume
         train_sampling_strategy="group_by_length" if p.group_by_length else "random",
         logging_strategy="steps",
         logging_steps=p.logging_steps,
-        disable_tqdm=False,
+        disable_tqdm=True,  # ReportProgress below prints instead
         report_to="none",
     )
 
@@ -81,6 +83,36 @@ class StopOnInterrupt(TrainerCallback):
             # The Trainer still ends the cut-short epoch: no evaluation of a part epoch (it would be a
             # validation row at epoch 1.3), only the checkpoint.
             control.should_evaluate = False
+
+
+class ReportProgress(TrainerCallback):
+    """A bar (terminal) or a line per tenth of the run (anything else), and one line per evaluation,
+    in place of the Trainer's own bar and dicts of numbers-as-strings."""
+
+    def __init__(self, p: Params) -> None:
+        self.p, self.progress, self.best = p, None, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.progress = Progress(state.max_steps, state.global_step, enabled=state.is_world_process_zero)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.progress.loss = logs["loss"]
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.progress.step(state.global_step)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        key, greater = best_metric_key(self.p)
+        value = (metrics or {}).get(key)
+        best = value is not None and is_better(value, self.best, greater)
+        self.best = value if best else self.best
+        scores = {k.removeprefix("eval_"): v for k, v in (metrics or {}).items()}
+        where = (state.epoch, self.p.epochs, state.global_step, state.max_steps)
+        self.progress.say(eval_line(*where, scores, self.progress.loss, best))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.progress.close()
 
 
 class PipelineTrainer(Trainer):
@@ -134,7 +166,7 @@ class PipelineTrainer(Trainer):
 
 def train_with_trainer(job: Job) -> Outcome:
     p = job.p
-    callbacks = [StopOnInterrupt(job.interrupt)]
+    callbacks = [StopOnInterrupt(job.interrupt), ReportProgress(p)]
     if p.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=p.early_stopping_patience))
     validation = job.data["validation"]
@@ -149,6 +181,8 @@ def train_with_trainer(job: Job) -> Outcome:
         callbacks=callbacks,
         class_weights=job.class_weights,
     )
+    for quiet in (ProgressCallback, PrinterCallback):  # their bars and printed dicts: ReportProgress instead
+        trainer.remove_callback(quiet)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(job.resume) if job.resume else None)
     state = trainer.state

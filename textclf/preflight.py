@@ -1,0 +1,75 @@
+"""Every param check that takes well under a second, run by the first stage (source) of every
+`dvc repro` / `dvc exp run`.
+
+DVC deletes a stage's outputs just before it runs the stage, so a param refused only when, say, the
+train stage starts would already have cost the previous model, curves and train metrics, while the
+old eval metrics stayed, pairing a score with params it does not belong to. Refused here, before any
+stage after source runs, nothing is deleted. What needs the data's rows or a download (label values,
+a Hub dataset's columns) is still checked by the later stages.
+"""
+
+from pathlib import Path
+
+from textclf.errors import InputError
+from textclf.files import read_json
+from textclf.params import Params
+from textclf.pretrained import local_model
+from textclf.sources import find_split_files, local_folder, missing_column, peek_columns, require_folder
+
+
+def preflight(p: Params) -> None:
+    check_precision(p.precision)
+    check_columns(p)
+    check_model(p)
+
+
+def check_precision(precision: str) -> None:
+    if precision in ("fp16", "bf16"):  # `auto` always resolves; only these need to look at the machine
+        from textclf.precision import resolve_precision
+
+        resolve_precision(precision)
+
+
+def check_columns(p: Params) -> None:
+    """A local dataset folder has a train file, and its files have the configured columns."""
+    folder = local_folder(p.dataset)
+    if folder is None:
+        return  # a Hub dataset: the download stage checks it
+    require_folder(folder)
+    for split, path in find_split_files(folder).items():
+        columns = peek_columns(path)
+        missing = missing_column(columns, p.text_columns, p.label_column, split) if columns else None
+        if missing is None:
+            continue
+        what = "text column" if missing in p.text_columns else "label column"
+        setting = "text_columns" if missing in p.text_columns else "label_column"
+        raise InputError(
+            f"{path}: no {what} {missing!r}; its columns are {columns}. Set {setting} to one of them."
+        )
+
+
+def check_model(p: Params) -> None:
+    """A local checkpoint (or the offline default) has a config, and max_length and freeze_layers fit it."""
+    folder = local_model(p.model)
+    if folder is None:
+        return  # a Hub id: the download stage fetches it
+    config_file = folder / "config.json"
+    if not config_file.exists():
+        raise InputError(f"model folder {folder} has no config.json: it is not a Hugging Face checkpoint.")
+    config = read_json(config_file)
+    layers = config.get("num_hidden_layers") or config.get("n_layers")
+    if layers is not None and p.freeze_layers > layers:
+        raise InputError(f"freeze_layers: {p.freeze_layers} exceeds the model's {layers} layers.")
+    limit = model_max_length(folder, config)
+    if limit is not None and p.max_length > limit:
+        raise InputError(
+            f"max_length: {p.max_length} exceeds this model's limit of {limit} tokens; lower it."
+        )
+
+
+def model_max_length(folder: Path, config: dict) -> int | None:
+    tokenizer_config = folder / "tokenizer_config.json"
+    limit = read_json(tokenizer_config).get("model_max_length") if tokenizer_config.exists() else None
+    if isinstance(limit, int | float) and limit < 10**6:
+        return int(limit)
+    return config.get("max_position_embeddings")
