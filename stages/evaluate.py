@@ -21,6 +21,7 @@ from stages import run_stage
 from textclf.columns import label_ids
 from textclf.diagnose import diagnose, format_report, prior_loss
 from textclf.files import read_tsv, write_json, write_text_atomic
+from textclf.heads import register as register_heads
 from textclf.inference import predict_logits
 from textclf.metrics import per_class, scores_with_loss
 from textclf.params import ensure_unchanged, load_params
@@ -48,6 +49,7 @@ def main() -> None:
     precision = resolve_precision(p.precision)
     data = load_from_disk(str(TOKENIZED))
     warn_remote_code(p.trust_remote_code)
+    register_heads()  # a `pooling: mean` model has its own class
     model = AutoModelForSequenceClassification.from_pretrained(
         MODEL, use_safetensors=True, trust_remote_code=p.trust_remote_code
     )

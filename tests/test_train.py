@@ -12,8 +12,11 @@ import pytest
 import torch
 
 from tests.conftest import copy_work, read, set_params, stage_run, tool_env
-from textclf.engines.loop import param_groups, warmup_steps
+from tests.test_params import defaults
+from textclf.engines.loop import warmup_steps
 from textclf.errors import InputError
+from textclf.model import param_groups
+from textclf.params import parse_params
 from textclf.precision import choose_precision
 
 ENGINES = ["trainer", "accelerate"]
@@ -149,11 +152,36 @@ def test_no_weight_decay_on_biases_and_layernorm():
     model = BertForSequenceClassification(
         BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
     )
-    decay, no_decay = param_groups(model, 0.01)
+    decay, no_decay = param_groups(model, parse_params(defaults() | {"weight_decay": 0.01}))
     names = {id(w): n for n, w in model.named_parameters()}
     assert all("bias" in names[id(w)] or "LayerNorm" in names[id(w)] for w in no_decay["params"])
     assert not any("bias" in names[id(w)] or "LayerNorm" in names[id(w)] for w in decay["params"])
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+
+
+def test_head_lr_scale_and_layer_lr_decay_set_each_groups_lr():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    model = BertForSequenceClassification(
+        BertConfig(hidden_size=16, num_hidden_layers=3, num_attention_heads=2)
+    )
+    p = parse_params(
+        defaults() | {"lr": 1e-4, "head_lr_scale": 10, "layer_lr_decay": 0.5, "freeze_layers": 0}
+    )
+    groups = param_groups(model, p)
+    lr_of = {id(w): g["lr"] for g in groups for w in g["params"]}
+    named = dict(model.named_parameters())
+    expected = {
+        "classifier.weight": 1e-3,
+        "bert.pooler.dense.weight": 1e-3,  # the pooler sits under the new head
+        "bert.encoder.layer.2.output.dense.weight": 1e-4,  # the top layer trains at lr
+        "bert.encoder.layer.1.output.dense.weight": 5e-5,
+        "bert.encoder.layer.0.output.dense.weight": 2.5e-5,
+        "bert.embeddings.word_embeddings.weight": 1.25e-5,
+    }
+    for name, lr in expected.items():
+        assert lr_of[id(named[name])] == pytest.approx(lr), name
+    assert sum(len(g["params"]) for g in groups) == len(named)
 
 
 def test_warmup_ratio_or_steps():

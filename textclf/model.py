@@ -1,6 +1,7 @@
 """Model set-up: the pretrained checkpoint with a fresh classification head for the task's labels,
 its dropout rates, the layers left frozen, and the loss (with class weights when asked for)."""
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from textclf.console import describe_load, without_load_report
 from textclf.errors import InputError
+from textclf.heads import classifier_class
 from textclf.params import Params
 from textclf.paths import PRETRAINED
 
@@ -40,13 +42,19 @@ def load_model(
     """The checkpoint under a new classification head; `say` (the main process's print) gets one line
     on what was new, instead of transformers' table of "missing" head weights."""
     config = AutoConfig.from_pretrained(pretrained, trust_remote_code=p.trust_remote_code)
+    builder = classifier_class(p.pooling, config.model_type)
+    settings = dropout_overrides(config, p.dropout) | {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {n: i for i, n in enumerate(label_names)},
+    }
+    if builder is not AutoModelForSequenceClassification:  # the checkpoint's config, as the head's type
+        base = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "architectures")}
+        settings = {"config": builder.config_class(**(base | settings))}
     with without_load_report():
-        model, info = AutoModelForSequenceClassification.from_pretrained(
+        model, info = builder.from_pretrained(
             pretrained,
-            **dropout_overrides(config, p.dropout),
-            num_labels=len(label_names),
-            id2label=dict(enumerate(label_names)),
-            label2id={n: i for i, n in enumerate(label_names)},
+            **settings,
             use_safetensors=True,
             attn_implementation="eager",  # measured faster than SDPA for training on CPU
             trust_remote_code=p.trust_remote_code,
@@ -80,6 +88,39 @@ def freeze_bottom_layers(model: torch.nn.Module, n: int, freeze_embeddings: bool
         layer.requires_grad_(False)
     if freeze_embeddings:
         model.base_model.embeddings.requires_grad_(False)  # positions and token types too
+
+
+def param_groups(model: torch.nn.Module, p: Params) -> list[dict]:
+    """AdamW parameter groups. Weight decay on weights only (biases and LayerNorm weights are exempt,
+    as in the Trainer). With `head_lr_scale` or `layer_lr_decay` set, each group also carries its lr:
+    the new head (classifier, and BERT's pooler under it) at lr x head_lr_scale; encoder layer i of n
+    at lr x layer_lr_decay^(n-1-i), so the top layer trains at lr and each one below a little slower;
+    the embeddings at lr x layer_lr_decay^n."""
+    from transformers.trainer_pt_utils import get_parameter_names
+
+    decay = set(get_parameter_names(model, [torch.nn.LayerNorm], ["bias", "layernorm", "rmsnorm"]))
+    named = [(n, w) for n, w in model.named_parameters() if w.requires_grad]
+    if p.head_lr_scale == 1 and p.layer_lr_decay == 1:
+        return [
+            {"params": [w for n, w in named if n in decay], "weight_decay": p.weight_decay},
+            {"params": [w for n, w in named if n not in decay], "weight_decay": 0.0},
+        ]
+    prefix = getattr(model, "base_model_prefix", "")
+    layers = len(getattr(getattr(model.base_model, "encoder", None), "layer", []))
+    groups: dict[tuple[float, float], list] = {}
+    for name, weight in named:
+        scale = lr_scale(name, prefix, layers, p.head_lr_scale, p.layer_lr_decay)
+        groups.setdefault((scale, p.weight_decay if name in decay else 0.0), []).append(weight)
+    return [{"params": ws, "lr": p.lr * s, "weight_decay": wd} for (s, wd), ws in groups.items()]
+
+
+def lr_scale(name: str, prefix: str, layers: int, head: float, decay: float) -> float:
+    if not name.startswith(f"{prefix}.") or ".pooler." in name:
+        return head
+    found = re.search(r"\.layer\.(\d+)\.", name)
+    if found:
+        return decay ** (layers - 1 - int(found.group(1)))
+    return decay**layers  # embeddings
 
 
 def class_weights(mode: str, label_ids: np.ndarray, num_labels: int) -> torch.Tensor | None:

@@ -31,6 +31,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ENGINES = ("trainer", "accelerate")
 BEST_METRICS = ("f1", "accuracy", "loss")
 CLASS_WEIGHTS = ("none", "balanced")
+POOLINGS = ("cls", "mean")
 
 
 # The names users bring from the HF Trainer and the run_glue examples, for a did-you-mean.
@@ -110,6 +111,9 @@ class Params:
     freeze_embeddings: bool
     freeze_layers: int
     dropout: float | None
+    pooling: str
+    head_lr_scale: float
+    layer_lr_decay: float
     engine: str
     early_stopping_patience: int
     metric_for_best_model: str
@@ -158,6 +162,12 @@ RULES = {
     "early_stopping_patience": (lambda v: v >= 0, "an integer >= 0 (0 turns early stopping off)"),
     "metric_for_best_model": (lambda v: v in BEST_METRICS, BEST_METRICS),
     "class_weights": (lambda v: v in CLASS_WEIGHTS, CLASS_WEIGHTS),
+    "pooling": (lambda v: v in POOLINGS, POOLINGS),
+    "head_lr_scale": (lambda v: 0 < v <= 1000, "a factor in (0, 1000]: the new head's lr is lr times this"),
+    "layer_lr_decay": (
+        lambda v: 0 < v <= 1,
+        "a factor in (0, 1]: each encoder layer's lr is the one above's times this",
+    ),
 }
 
 

@@ -17,27 +17,16 @@ from accelerate import Accelerator
 from datasets import Dataset
 from torch.utils.data import DataLoader, RandomSampler
 from transformers import DataCollatorWithPadding, get_scheduler
-from transformers.trainer_pt_utils import get_parameter_names
 
 from textclf.console import Progress, eval_line
 from textclf.engines.base import EpochLengthSampler, Job, Outcome, best_metric_key, is_better
 from textclf.files import atomic_dir
 from textclf.inference import length_order
 from textclf.metrics import scores_with_loss
-from textclf.model import weighted_loss
+from textclf.model import param_groups, weighted_loss
 from textclf.params import Params
 
 MIXED = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weights only: biases and LayerNorm weights are exempt, as in the Trainer."""
-    decay = set(get_parameter_names(model, [torch.nn.LayerNorm], ["bias", "layernorm", "rmsnorm"]))
-    named = [(n, w) for n, w in model.named_parameters() if w.requires_grad]
-    return [
-        {"params": [w for n, w in named if n in decay], "weight_decay": weight_decay},
-        {"params": [w for n, w in named if n not in decay], "weight_decay": 0.0},
-    ]
 
 
 def warmup_steps(warmup: float, total_steps: int) -> int:
@@ -117,7 +106,7 @@ def train_with_accelerate(job: Job) -> Outcome:
     val = data["validation"].remove_columns(["idx"])
     eval_loader = DataLoader(val.select(length_order(val)), batch_size=p.eval_batch_size, collate_fn=collator)
     # fused: one kernel for all parameters, as the Trainer's default optimizer (adamw_torch_fused)
-    optimizer = torch.optim.AdamW(param_groups(model, p.weight_decay), lr=p.lr, fused=True)
+    optimizer = torch.optim.AdamW(param_groups(model, p), lr=p.lr, fused=True)
     # Optimizer steps per epoch and process, counted as the prepared loader will shard the data.
     batches = math.ceil(len(train_ds) / p.batch_size / accelerator.num_processes)
     steps_per_epoch = math.ceil(batches / p.grad_accum)

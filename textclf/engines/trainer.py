@@ -20,7 +20,7 @@ from textclf.console import Progress, eval_line
 from textclf.engines.base import EpochLengthSampler, Interrupt, Job, Outcome, best_metric_key, is_better
 from textclf.inference import length_order
 from textclf.metrics import classification_metrics
-from textclf.model import weighted_loss
+from textclf.model import param_groups, weighted_loss
 from textclf.params import Params
 from textclf.precision import precision_args
 
@@ -127,9 +127,18 @@ class PipelineTrainer(Trainer):
 
     loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides it by grad_accum itself
 
-    def __init__(self, *args, class_weights=None, **kwargs) -> None:
+    def __init__(self, *args, pipeline_params: Params, class_weights=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.class_weights = class_weights
+        self.pipeline_params, self.class_weights = pipeline_params, class_weights
+
+    def create_optimizer(self, model=None):
+        # Per-group learning rates (head_lr_scale, layer_lr_decay); the defaults keep the Trainer's own.
+        p = self.pipeline_params
+        if self.optimizer is None and (p.head_lr_scale != 1 or p.layer_lr_decay != 1):
+            target = self.model if model is None else model
+            optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, target)
+            self.optimizer = optimizer_cls(param_groups(target, p), **kwargs)
+        return super().create_optimizer(model)
 
     def _get_train_sampler(self, train_dataset=None):
         if self.args.train_sampling_strategy != "group_by_length":
@@ -180,6 +189,7 @@ def train_with_trainer(job: Job) -> Outcome:
         compute_metrics=compute_metrics,
         callbacks=callbacks,
         class_weights=job.class_weights,
+        pipeline_params=p,
     )
     for quiet in (ProgressCallback, PrinterCallback):  # their bars and printed dicts: ReportProgress instead
         trainer.remove_callback(quiet)
