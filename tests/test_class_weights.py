@@ -6,10 +6,14 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification, TrainingArguments
 
+from tests.test_params import defaults
 from textclf.engines.loop import batch_loss
 from textclf.engines.trainer import PipelineTrainer
 from textclf.errors import InputError
 from textclf.model import class_weights
+from textclf.params import parse_params
+
+PARAMS = parse_params(defaults())
 
 
 def tiny_classifier(num_labels: int = 3) -> torch.nn.Module:
@@ -57,7 +61,7 @@ def test_the_trainer_engine_weighs_training_but_not_evaluation(tmp_path):
     model, inputs = tiny_classifier(), batch()
     weights = class_weights("balanced", inputs["labels"].numpy(), 3)
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
-    trainer = PipelineTrainer(model=model, args=args, class_weights=weights)
+    trainer = PipelineTrainer(model=model, args=args, class_weights=weights, pipeline_params=PARAMS)
     for layer in model.modules():  # training mode without dropout's randomness
         if isinstance(layer, torch.nn.Dropout):
             layer.p = 0.0
@@ -68,7 +72,7 @@ def test_the_trainer_engine_weighs_training_but_not_evaluation(tmp_path):
     assert trainer.compute_loss(model, dict(inputs)).item() == pytest.approx(
         manual(model, inputs).item(), rel=1e-5
     )
-    plain = PipelineTrainer(model=model, args=args)  # class_weights: none
+    plain = PipelineTrainer(model=model, args=args, pipeline_params=PARAMS)  # class_weights: none
     model.train()
     assert plain.compute_loss(model, dict(inputs)).item() == pytest.approx(
         manual(model, inputs).item(), rel=1e-5
