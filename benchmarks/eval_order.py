@@ -51,9 +51,7 @@ def main() -> None:
             for _ in range(2):
                 start = time.perf_counter()
                 for split in splits:
-                    ds = data[split].remove_columns(
-                        [c for c in ("idx", "label") if c in data[split].column_names]
-                    )
+                    ds = data[split].remove_columns([c for c in ("idx", "label") if c in data[split].column_names])
                     trainer.predict(ds.select(length_order(ds)) if ordered else ds)
                 times.append(time.perf_counter() - start)
             order = "sorted by length" if ordered else "file order"

@@ -40,9 +40,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--holdout", type=int, default=400, help="train rows held out as the judge")
     ap.add_argument("--max-train", type=int, default=None, help="max_train_samples (after the holdout)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    ap.add_argument(
-        "--setting", action="append", default=[], help="NAME=key=value,key=value (params overrides)"
-    )
+    ap.add_argument("--setting", action="append", default=[], help="NAME=key=value,key=value (params overrides)")
     ap.add_argument("--out", default="levers.jsonl")
     return ap.parse_args()
 
@@ -76,9 +74,7 @@ def carve(data: Path, out: Path, holdout: int) -> dict:
     for members in by_label.values():
         held |= set(rng.sample(members, round(holdout * len(members) / len(rows))))
     out.mkdir(parents=True)
-    (out / train.name).write_text(
-        "\n".join([header, *(r for i, r in enumerate(rows) if i not in held)]) + "\n"
-    )
+    (out / train.name).write_text("\n".join([header, *(r for i, r in enumerate(rows) if i not in held)]) + "\n")
     (out / f"test{train.suffix}").write_text("\n".join([header, *(rows[i] for i in sorted(held))]) + "\n")
     for name in ("dev.tsv", "validation.tsv", "dev.csv", "validation.csv"):
         if (data / name).exists():
@@ -89,9 +85,7 @@ def carve(data: Path, out: Path, holdout: int) -> dict:
 def stage(work: Path, name: str) -> float:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     start = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", f"stages.{name}"], cwd=work, env=env, capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=work, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"levers: stages.{name} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
     return time.perf_counter() - start
@@ -134,9 +128,7 @@ def report(runs: list[dict], names: list[str]) -> str:
         if not mine:
             continue
         pairs = [(r, by[(first, r["seed"])]) for r in mine if (first, r["seed"]) in by]
-        cols = [
-            spread([r[k] for r in mine]) for k in ("val_f1", "holdout_f1", "val_accuracy", "holdout_accuracy")
-        ]
+        cols = [spread([r[k] for r in mine]) for k in ("val_f1", "holdout_f1", "val_accuracy", "holdout_accuracy")]
         cols.append(f"{statistics.mean(r['train_runtime_s'] for r in mine):.1f}")
         for k in ("val_f1", "holdout_f1"):
             cols.append(spread([a[k] - b[k] for a, b in pairs]) if name != first else "")

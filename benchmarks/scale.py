@@ -39,9 +39,7 @@ def write_split(path: Path, n: int, seed: int, chunk: int = 100_000) -> None:
         rows = min(chunk, n - start)
         s1 = [" ".join(rng.choices(WORDS, k=rng.randint(8, 30))) for _ in range(rows)]
         s2 = [" ".join(rng.choices(WORDS, k=rng.randint(8, 30))) for _ in range(rows)]
-        table = pa.table(
-            {"sentence1": s1, "sentence2": s2, "label": [rng.randint(0, 1) for _ in range(rows)]}
-        )
+        table = pa.table({"sentence1": s1, "sentence2": s2, "label": [rng.randint(0, 1) for _ in range(rows)]})
         if path.suffix == ".tsv":
             if writer is None:  # pyarrow would quote the header's names
                 writer = path.open("wb")
@@ -70,9 +68,7 @@ def run_stage(work: Path, stage: str, code: Path = REPO) -> tuple[float, float, 
     """Wall seconds, peak RSS (MB) and peak anonymous RSS (MB, sampled every 20 ms) of one stage."""
     env = dict(os.environ, PYTHONPATH=str(code), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", f"stages.{stage}"], cwd=work, env=env, stdout=subprocess.DEVNULL
-    )
+    proc = subprocess.Popen([sys.executable, "-m", f"stages.{stage}"], cwd=work, env=env, stdout=subprocess.DEVNULL)
     peak_anon = 0.0
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -109,9 +105,7 @@ def bench(n: int, fmt: str, codes: list[Path], stages: list[str], tmp: Path) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--format", choices=["parquet", "tsv"], default="parquet")
     parser.add_argument("--code", type=Path, nargs="+", default=[REPO], help="checkouts whose stages run")

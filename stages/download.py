@@ -51,9 +51,7 @@ def main() -> None:
         },
     )
     kind = "sentence pairs" if len(task.text_columns) == 2 else "single texts"
-    print(
-        f"download: {sizes} {kind} from {p.dataset}; labels {task.label_names}; validation: {task.validation}"
-    )
+    print(f"download: {sizes} {kind} from {p.dataset}; labels {task.label_names}; validation: {task.validation}")
     print(f"download: model {p.model} from {src}")
 
 

@@ -1,4 +1,4 @@
-"""Fine-tune the checkpoint: data/tokenized + data/pretrained -> data/model, curves, metrics/train.json.
+"""Fine-tune the checkpoint: data/tokenized + data/pretrained -> data/trained, curves, metrics/train.json.
 
 Two engines share one contract (same params, same outputs; textclf/engines): the HF Trainer
 (`engine: trainer`) and a hand-written Accelerate loop (`engine: accelerate`). Both checkpoint every
@@ -26,13 +26,13 @@ from textclf.params import Params, ensure_unchanged, load_params
 from textclf.paths import (
     CHECKPOINTS,
     EVAL_CURVE,
-    MODEL,
     PRETRAINED,
     SOURCE,
     TASK_FILE,
     TOKENIZED,
     TRAIN_CURVE,
     TRAIN_METRICS,
+    TRAINED,
 )
 from textclf.precision import resolve_precision
 from textclf.security import warn_remote_code
@@ -65,16 +65,14 @@ def write_outputs(p: Params, precision: str, out: Outcome, tokenizer, n_train: i
     epochs_run = val_rows[-1]["epoch"] if val_rows else 0
     write_json(TRAIN_METRICS, train_summary(p, precision, out, n_train, epochs_run))
     source = read_json(SOURCE)
-    with atomic_dir(MODEL) as tmp:
+    with atomic_dir(TRAINED) as tmp:
         # save_pretrained, not trainer.save_model: the latter adds training_args.bin, a pickle file.
         out.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         # What a user of the model needs besides the weights: which columns to read, the labels, the
         # truncation length. `textclf predict` reads it; no params.yaml needed.
         task = {k: source[k] for k in ("text_columns", "label_column", "label_names")}
-        write_json(
-            tmp / TASK_FILE, task | {"max_length": p.max_length, "base_model": source["model"]["name"]}
-        )
+        write_json(tmp / TASK_FILE, task | {"max_length": p.max_length, "base_model": source["model"]["name"]})
 
 
 def main() -> None:
@@ -121,7 +119,7 @@ def main() -> None:
         sys.exit(130)
     if out.is_main:
         ensure_unchanged("train")
-        with writing(MODEL):
+        with writing(TRAINED):
             write_outputs(p, precision, out, tokenizer, len(data["train"]))
         shutil.rmtree(CHECKPOINTS, ignore_errors=True)  # the run is complete: nothing left to resume
 

@@ -52,9 +52,7 @@ def synthetic_rows(n: int, seed: int) -> list[tuple]:
         label = i % 2
         b = a[:4] + rng.sample(words, 2) if label else rng.sample(words, 6)
         quote = ' "' if i % 5 == 0 else ""  # unbalanced quotes, as in MRPC
-        rows.append(
-            (str(label), str(1000 + i), str(5000 + i), " ".join(a) + quote + " .", " ".join(b) + " .")
-        )
+        rows.append((str(label), str(1000 + i), str(5000 + i), " ".join(a) + quote + " .", " ".join(b) + " ."))
     return rows
 
 
@@ -108,9 +106,7 @@ def tool_env() -> dict:
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     result = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True)
     if check and result.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-        )
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
 
 
@@ -196,9 +192,7 @@ def stage_run(work: Path, stage: str, **params) -> subprocess.CompletedProcess:
     param), after setting params; fail the test with the stage's output if it fails."""
     set_params(work, **params)
     args = ["stages.launch", stage] if stage in ("train", "evaluate") else [f"stages.{stage}"]
-    out = subprocess.run(
-        [sys.executable, "-m", *args], cwd=work, env=tool_env(), capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-m", *args], cwd=work, env=tool_env(), capture_output=True, text=True)
     assert out.returncode == 0, f"{stage} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return out
 

@@ -18,9 +18,7 @@ PARAMS = parse_params(defaults())
 
 def tiny_classifier(num_labels: int = 3) -> torch.nn.Module:
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
-    )
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
     config.num_labels = num_labels
     return BertForSequenceClassification(config)
 
@@ -69,11 +67,7 @@ def test_the_trainer_engine_weighs_training_but_not_evaluation(tmp_path):
     trained = trainer.compute_loss(model, dict(inputs)).item()
     assert trained == pytest.approx(manual(model, inputs, weights).item(), rel=1e-5)
     model.eval()
-    assert trainer.compute_loss(model, dict(inputs)).item() == pytest.approx(
-        manual(model, inputs).item(), rel=1e-5
-    )
+    assert trainer.compute_loss(model, dict(inputs)).item() == pytest.approx(manual(model, inputs).item(), rel=1e-5)
     plain = PipelineTrainer(model=model, args=args, pipeline_params=PARAMS)  # class_weights: none
     model.train()
-    assert plain.compute_loss(model, dict(inputs)).item() == pytest.approx(
-        manual(model, inputs).item(), rel=1e-5
-    )
+    assert plain.compute_loss(model, dict(inputs)).item() == pytest.approx(manual(model, inputs).item(), rel=1e-5)

@@ -116,9 +116,7 @@ def test_empty_file_is_named(tmp_path):
 def test_checkpoint_without_safetensors_is_refused(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
-    with pytest.raises(
-        InputError, match="no model.safetensors, only .*pytorch_model.bin.*allow_pickle: true"
-    ):
+    with pytest.raises(InputError, match="no model.safetensors, only .*pytorch_model.bin.*allow_pickle: true"):
         copy_checkpoint(tmp_path, tmp_path / "out")
 
 
@@ -142,9 +140,7 @@ def test_parquet_streams_through_scratch_in_order_and_leaves_no_cache(tmp_path, 
     pq.write_table(table, tmp_path / "train.parquet", row_group_size=7_000)
     pq.write_table(table.slice(0, 10), tmp_path / "validation.parquet")
     train = load_local(tmp_path, tmp_path / "scratch")["train"].rows
-    assert (
-        len(train) == n and train[n - 1]["sentence1"] == f"a {n - 1}" and train["label"][:4] == [0, 1, 0, 1]
-    )
+    assert len(train) == n and train[n - 1]["sentence1"] == f"a {n - 1}" and train["label"][:4] == [0, 1, 0, 1]
     assert {"train.arrow", "validation.arrow"} <= {p.name for p in (tmp_path / "scratch").iterdir()}
     assert not (tmp_path / "hf-cache").exists()
 

@@ -39,9 +39,7 @@ def train(losses: list[float], epochs: float = 3, lr: float = 5e-5) -> list[dict
     ]
 
 
-def val(
-    losses: list[float], accuracy: list[float] | None = None, f1: list[float] | None = None
-) -> list[dict]:
+def val(losses: list[float], accuracy: list[float] | None = None, f1: list[float] | None = None) -> list[dict]:
     accuracy = accuracy or [0.8] * len(losses)
     f1 = f1 or [0.86] * len(losses)
     return [
@@ -301,9 +299,7 @@ def test_mrpc_collapsed_run_flags_collapse_from_last_epoch_without_final():
 def test_collapse_from_predicted_share():
     train_rows, val_rows, final = mrpc_collapsed_run()
     d = diagnose(train_rows, val_rows, final, {"0": 0.0, "1": 1.0})
-    assert (
-        d["collapsed"] and "predicts class 1 for 100.0% of validation examples" in d["evidence"]["collapsed"]
-    )
+    assert d["collapsed"] and "predicts class 1 for 100.0% of validation examples" in d["evidence"]["collapsed"]
     assert check_collapsed(val_rows, predicted_share={"0": "0.995", "1": "0.005"}).flagged
 
 
@@ -359,9 +355,7 @@ def test_string_values_from_tsv_are_read():
 
 def test_format_report_lists_problems_suggestions_and_notes():
     train_rows, _, final = mrpc_collapsed_run()
-    d = diagnose(
-        train_rows, val([0.62], [0.684], [0.812]), final, majority_rate=MRPC_MAJORITY, prior=MRPC_PRIOR
-    )
+    d = diagnose(train_rows, val([0.62], [0.684], [0.812]), final, majority_rate=MRPC_MAJORITY, prior=MRPC_PRIOR)
     report = format_report(d)
     lines = report.splitlines()
     assert lines[0] == "Diagnosis: collapsed, underfitting"
@@ -391,9 +385,7 @@ def three_val(losses: list[float]) -> list[dict]:
 
 
 def test_three_classes_healthy_is_ok():
-    d = diagnose(
-        train(THREE_HEALTHY_TRAIN), three_val([0.85, 0.76, 0.72]), THREE_FINAL, THREE_SHARE, prior=LN3
-    )
+    d = diagnose(train(THREE_HEALTHY_TRAIN), three_val([0.85, 0.76, 0.72]), THREE_FINAL, THREE_SHARE, prior=LN3)
     assert d["verdict"] == "ok", d
 
 
@@ -414,8 +406,7 @@ def test_three_classes_collapse_names_the_class():
     share = {"CONTRADICTION": 0.0, "ENTAILMENT": 0.995, "NEUTRAL": 0.005}
     d = diagnose(train(THREE_HEALTHY_TRAIN), three_val([1.1, 1.1, 1.1]), THREE_FINAL, share, prior=LN3)
     assert (
-        d["collapsed"]
-        and "predicts class ENTAILMENT for 99.5% of validation examples" in (d["evidence"]["collapsed"])
+        d["collapsed"] and "predicts class ENTAILMENT for 99.5% of validation examples" in (d["evidence"]["collapsed"])
     )
 
 
@@ -423,9 +414,7 @@ def test_three_classes_unstable_and_overfitting():
     spiky = THREE_HEALTHY_TRAIN[:24] + [2.4] + THREE_HEALTHY_TRAIN[25:]
     d = diagnose(train(spiky), three_val([0.85, 0.76, 0.72]), THREE_FINAL, THREE_SHARE, prior=LN3)
     assert d["verdict"] == "unstable" and "spiked to 2.40" in d["evidence"]["unstable"]
-    d = diagnose(
-        train(THREE_HEALTHY_TRAIN), three_val([0.70, 0.78, 0.90]), THREE_FINAL, THREE_SHARE, prior=LN3
-    )
+    d = diagnose(train(THREE_HEALTHY_TRAIN), three_val([0.70, 0.78, 0.90]), THREE_FINAL, THREE_SHARE, prior=LN3)
     assert (
         d["verdict"] == "overfitting"
         and "val loss rose from 0.70 (epoch 1) to 0.90 (epoch 3)" in (d["evidence"]["overfitting"])
@@ -437,9 +426,7 @@ def test_three_classes_unstable_and_overfitting():
 
 def test_tiny_splits_are_flagged_even_when_the_curves_look_fine():
     # 3 train rows and 2 validation rows used to train to "Diagnosis: ok" without a word.
-    d = diagnose(
-        train(HEALTHY_TRAIN), HEALTHY_VAL, HEALTHY_FINAL, n_validation=2, train_counts={"a": 2, "b": 1}
-    )
+    d = diagnose(train(HEALTHY_TRAIN), HEALTHY_VAL, HEALTHY_FINAL, n_validation=2, train_counts={"a": 2, "b": 1})
     assert d["verdict"] == "small data" and d["small_data"]
     evidence = d["evidence"]["small_data"]
     assert "validation has 2 rows: one row moves accuracy by 50.0 points" in evidence

@@ -40,18 +40,14 @@ def test_model_folder_without_weights(tmp_path):
 
 def test_hub_model_offline_says_how_to_point_at_a_local_copy(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(
-        InputError, match=r"Hub can't be reached .*no local folder .* either. Point `model` at"
-    ):
+    with pytest.raises(InputError, match=r"Hub can't be reached .*no local folder .* either. Point `model` at"):
         model_source("someone/not-a-cached-model")
 
 
 def test_hub_dataset_offline_says_how_to_point_at_a_local_copy(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    with pytest.raises(
-        InputError, match=r"no local folder .*shared/mrpc either.*-S dataset=\.\./shared/mrpc"
-    ):
+    with pytest.raises(InputError, match=r"no local folder .*shared/mrpc either.*-S dataset=\.\./shared/mrpc"):
         load_hub("shared/mrpc", None)  # a local path typed without its ../
 
 
@@ -147,9 +143,7 @@ def test_output_folder_blocked_by_a_file(tmp_path, tiny_model):
     (work / "params.yaml").write_text(yaml.safe_dump(values))
     (work / "data").write_text("not a folder")
     env = tool_env() | {"PYTHONPATH": str(ROOT)}
-    out = subprocess.run(
-        [sys.executable, "-m", "stages.download"], cwd=work, env=env, capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-m", "stages.download"], cwd=work, env=env, capture_output=True, text=True)
     assert out.returncode == 1
     assert "error: cannot write" in out.stderr and "a file stands where a folder is needed" in out.stderr
     assert "Traceback" not in out.stderr
@@ -159,9 +153,7 @@ def test_bad_params_exit_with_one_line(tmp_path):
     values = yaml.safe_load((ROOT / "params.yaml").read_text()) | {"epochs": "three"}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))
     env = tool_env() | {"PYTHONPATH": str(ROOT)}
-    out = subprocess.run(
-        [sys.executable, "-m", "stages.train"], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-m", "stages.train"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
     assert out.stderr.startswith("error: params.yaml: 'epochs: three' is not a number; expected int. ")
     assert "params.yaml now holds 'epochs: three': set a good value with the next run" in out.stderr

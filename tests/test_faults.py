@@ -61,7 +61,7 @@ def test_a_second_run_in_the_workspace_leaves_no_wrong_cached_result(tmp_path, t
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     assert "train" not in lock or lock["train"]["params"]["params.yaml"]["seed"] != 22
     assert "train" in run(["dvc", "status"], repo).stdout
-    assert not (repo / "data/model").exists()
+    assert not (repo / "data/trained").exists()
 
 
 def test_params_guard_lets_unrelated_edits_pass(tmp_path, monkeypatch):
@@ -113,7 +113,7 @@ def test_ctrl_c_mid_epoch_then_resume_is_byte_identical(prepared, tmp_path, engi
     assert "train: resuming from" in stage_run(cut, "train").stdout
     for name in ("metrics/curves/train.tsv", "metrics/curves/eval.tsv"):
         assert read(cut, name) == read(whole, name), name
-    weights = [(w / "data/model/model.safetensors").read_bytes() for w in (cut, whole)]
+    weights = [(w / "data/trained/model.safetensors").read_bytes() for w in (cut, whole)]
     assert weights[0] == weights[1]
 
 
@@ -127,9 +127,7 @@ def small_disk(tmp_path):
 
     def mount(path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True
-        )
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True)
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
         mounted.append(path)
@@ -149,17 +147,13 @@ def stage_fails(work: Path, stage: str) -> str:
     return errors[0]
 
 
-def test_full_disk_while_checkpointing_gives_one_line_and_no_partial_checkpoint(
-    prepared, tmp_path, small_disk
-):
+def test_full_disk_while_checkpointing_gives_one_line_and_no_partial_checkpoint(prepared, tmp_path, small_disk):
     work = copy_work(prepared, tmp_path / "w")
     small_disk(work / "data/checkpoints")  # the tiny model's checkpoint (about 5 MB) does not fit
     error = stage_fails(work, "train")
     assert error.startswith("error: cannot write data/checkpoints") and "the disk is full" in error
-    assert not [
-        p for p in (work / "data/checkpoints").iterdir() if p.name.startswith(("checkpoint-", "tmp-"))
-    ]
-    assert not (work / "data/model").exists()
+    assert not [p for p in (work / "data/checkpoints").iterdir() if p.name.startswith(("checkpoint-", "tmp-"))]
+    assert not (work / "data/trained").exists()
 
 
 def test_full_disk_in_download_names_the_destination(tmp_path, tiny_model, small_disk):
@@ -170,9 +164,7 @@ def test_full_disk_in_download_names_the_destination(tmp_path, tiny_model, small
     (work / "params.yaml").write_text(yaml.safe_dump(values))
     small_disk(work / "data")
     env = tool_env() | {"PYTHONPATH": str(Path(__file__).parents[1])}
-    out = subprocess.run(
-        [sys.executable, "-m", "stages.download"], cwd=work, env=env, capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-m", "stages.download"], cwd=work, env=env, capture_output=True, text=True)
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert "error: cannot write data/.pretrained.tmp/model.safetensors: No space left on device" in out.stderr
     assert str(tiny_model) not in out.stderr.splitlines()[-1]  # not the (read-only) source
@@ -193,9 +185,9 @@ def test_library_write_failures_become_one_line(tmp_path, failure):
 
     with pytest.raises(SystemExit) as e:
         run_stage(stage)
-    assert str(e.value).startswith(f"error: cannot write {tmp_path / 'data/checkpoints'}") or str(
-        e.value
-    ).startswith("error: cannot write an output")
+    assert str(e.value).startswith(f"error: cannot write {tmp_path / 'data/checkpoints'}") or str(e.value).startswith(
+        "error: cannot write an output"
+    )
     assert "the disk is full: free space and rerun" in str(e.value)
 
 

@@ -176,8 +176,7 @@ def test_a_bad_value_says_how_to_set_it_back(first_run):
 def test_a_refused_run_leaves_the_previous_model_and_metrics(first_run):
     repo, _ = first_run
     before = {
-        p: (repo / p).read_bytes()
-        for p in ("data/model/model.safetensors", "metrics/eval.json", "metrics/train.json")
+        p: (repo / p).read_bytes() for p in ("data/model/model.safetensors", "metrics/eval.json", "metrics/train.json")
     }
     out = sh("dvc exp run -S precision=fp16", repo)  # fp16 on a CPU: refused
     assert out.returncode != 0 and "precision: fp16 needs a CUDA GPU" in out.stderr

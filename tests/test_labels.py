@@ -24,9 +24,7 @@ def write_sms(folder, rows=SMS, test=True, test_labels=True):
     pd.DataFrame(rows, columns=["category", "message"]).to_csv(folder / "train.csv", index=False)
     if test:
         frame = pd.DataFrame([("ham", "Lunch?"), ("spam", "Free ringtones")], columns=["category", "message"])
-        frame[["category", "message"] if test_labels else ["message"]].to_csv(
-            folder / "test.csv", index=False
-        )
+        frame[["category", "message"] if test_labels else ["message"]].to_csv(folder / "test.csv", index=False)
     return folder
 
 
@@ -97,9 +95,7 @@ def test_a_label_train_never_shows_is_named_with_its_split(tmp_path):
     pd.DataFrame([("ham", "hi"), ("eggs", "bye")], columns=["category", "message"]).to_csv(
         folder / "validation.csv", index=False
     )
-    with pytest.raises(
-        InputError, match=r"validation.csv: validation has label\(s\) 'eggs' that train never"
-    ):
+    with pytest.raises(InputError, match=r"validation.csv: validation has label\(s\) 'eggs' that train never"):
         run(folder, ["message"], "category")
 
 
@@ -116,9 +112,7 @@ def test_a_blank_or_missing_label_names_the_row(tmp_path):
 
 def test_a_partly_labeled_test_split_is_refused(tmp_path):
     folder = write_sms(tmp_path / "sms")
-    pd.DataFrame([("ham", "a"), (None, "b")], columns=["category", "message"]).to_csv(
-        folder / "test.csv", index=False
-    )
+    pd.DataFrame([("ham", "a"), (None, "b")], columns=["category", "message"]).to_csv(folder / "test.csv", index=False)
     with pytest.raises(InputError, match="test.csv: row 2 has no label.*fully labeled"):
         run(folder, ["message"], "category")
 
@@ -194,9 +188,7 @@ def test_hub_glue_single_text_task(monkeypatch):
     data, task = prepare(load_hub("nyu-mll/glue", "sst2"), ["sentence"], "label", None, 0.1)
     assert task.label_names == ["negative", "positive"] and data["validation"]["label"] == [0, 1, 0, 1]
     assert "label" not in data["test"].column_names and data["test"]["idx"] == [0, 1, 2, 3]
-    with pytest.raises(
-        InputError, match=r"Hub dataset nyu-mll/glue \(sst2\) split train: no text column 'text'"
-    ):
+    with pytest.raises(InputError, match=r"Hub dataset nyu-mll/glue \(sst2\) split train: no text column 'text'"):
         prepare(load_hub("nyu-mll/glue", "sst2"), ["text"], "label", None, 0.1)
 
 

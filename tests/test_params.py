@@ -15,9 +15,7 @@ def test_defaults_load_with_types():
     assert p.max_train_samples is None
 
 
-@pytest.mark.parametrize(
-    "text, expected", [("3e-05", 3e-05), ("1e-4", 1e-4), (".5", 0.5), ("5.0e-05", 5e-05)]
-)
+@pytest.mark.parametrize("text, expected", [("3e-05", 3e-05), ("1e-4", 1e-4), (".5", 0.5), ("5.0e-05", 5e-05)])
 def test_dvc_yaml_number_forms_become_floats(text, expected):
     # DVC's `-S lr=3e-5` writes `lr: 3e-05`, which PyYAML reads as the string '3e-05'.
     raw = defaults() | yaml.safe_load(f"lr: {text}")
@@ -128,10 +126,7 @@ def test_a_refused_value_says_params_yaml_holds_it_and_how_to_set_it_back(tmp_pa
     path = committed_repo(tmp_path, lr="abc")
     with pytest.raises(ParamsError) as e:
         load_params(path)
-    assert (
-        "params.yaml now holds 'lr: abc': set it back with the next run (dvc exp run -S 'lr=0.0001')"
-        in str(e.value)
-    )
+    assert "params.yaml now holds 'lr: abc': set it back with the next run (dvc exp run -S 'lr=0.0001')" in str(e.value)
     assert "git checkout params.yaml" in str(e.value)
 
 
@@ -140,7 +135,6 @@ def test_an_unknown_key_says_to_delete_its_line(tmp_path, monkeypatch):
     path = committed_repo(tmp_path, lerning_rate=1e-4)
     with pytest.raises(ParamsError) as e:
         load_params(path)
-    assert (
-        "Did you mean 'lr'? params.yaml now holds 'lerning_rate: 0.0001' (DVC wrote it there): delete"
-        in str(e.value)
+    assert "Did you mean 'lr'? params.yaml now holds 'lerning_rate: 0.0001' (DVC wrote it there): delete" in str(
+        e.value
     )

@@ -140,6 +140,21 @@ def test_plots_page_renders_in_a_headless_browser(repo, tmp_path):
         assert "error" not in drawn and drawn["data_marks"] > 0, (chart, drawn)
 
 
+def test_another_directory_fetches_the_model_by_its_registry_name(repo, tmp_path):
+    remote = tmp_path / "remote"
+    run(["dvc", "remote", "add", "-d", "shared", str(remote)], repo)
+    run(["dvc", "push"], repo)
+    run(["git", "commit", "-qam", "a shared DVC remote"], repo)
+    run(["gto", "register", "text-classifier", "--version", "v1.0.0"], repo)  # a git tag: text-classifier@v1.0.0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run(["dvc", "artifacts", "get", str(repo), "text-classifier", "-o", "model"], elsewhere)
+    fetched = {p.name for p in (elsewhere / "model").iterdir()}
+    assert {"model.safetensors", "config.json", "textclf.json", "README.md"} <= fetched
+    same = (elsewhere / "model/model.safetensors").read_bytes() == (repo / "data/model/model.safetensors").read_bytes()
+    assert same
+
+
 def test_bad_param_fails_before_any_work(tmp_path, mrpc_dir, tiny_model):
     repo = make_repo(tmp_path / "repo", {"dataset": str(mrpc_dir), "model": str(tiny_model), **TINY_TRAIN})
     values = yaml.safe_load((repo / "params.yaml").read_text())

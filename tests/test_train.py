@@ -32,10 +32,8 @@ def test_engines_share_one_contract(prepared, tmp_path, engine):
     train = read(work, "metrics/train.json")
     assert train["engine"] == engine and train["steps"] == 2 * 20  # 160 pairs / batch 8, 2 epochs
     expected_keys = {"train_loss", "train_runtime_s", "train_samples_per_s", "steps", "epochs_run"}
-    assert expected_keys | {"best_epoch", "stopped_early", "engine", "precision", "resumed_from"} == set(
-        train
-    )
-    files = sorted(p.name for p in (work / "data/model").iterdir())
+    assert expected_keys | {"best_epoch", "stopped_early", "engine", "precision", "resumed_from"} == set(train)
+    files = sorted(p.name for p in (work / "data/trained").iterdir())
     assert "model.safetensors" in files and not [f for f in files if f.endswith((".bin", ".pt", ".pkl"))]
     assert not (work / "data/checkpoints").exists()  # cleaned up once the run is complete
     stage_run(work, "evaluate")
@@ -101,7 +99,7 @@ def test_interrupted_run_resumes(prepared, tmp_path, engine, how):
     proc.send_signal(signal.SIGKILL if how == "kill" else signal.SIGINT)
     output = proc.communicate(timeout=120)[0].decode()
     assert proc.returncode != 0, output[-2000:]
-    assert not (work / "data/model").exists()  # no half-written model for DVC to cache
+    assert not (work / "data/trained").exists()  # no half-written model for DVC to cache
     if how == "ctrl-c":
         assert "saving a checkpoint" in output and "again to resume" in output
 
@@ -149,9 +147,7 @@ def test_fp16_on_cpu_is_refused_and_auto_picks_bf16():
 def test_no_weight_decay_on_biases_and_layernorm():
     from transformers import BertConfig, BertForSequenceClassification
 
-    model = BertForSequenceClassification(
-        BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2)
-    )
+    model = BertForSequenceClassification(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2))
     decay, no_decay = param_groups(model, parse_params(defaults() | {"weight_decay": 0.01}))
     names = {id(w): n for n, w in model.named_parameters()}
     assert all("bias" in names[id(w)] or "LayerNorm" in names[id(w)] for w in no_decay["params"])
@@ -162,12 +158,8 @@ def test_no_weight_decay_on_biases_and_layernorm():
 def test_head_lr_scale_and_layer_lr_decay_set_each_groups_lr():
     from transformers import BertConfig, BertForSequenceClassification
 
-    model = BertForSequenceClassification(
-        BertConfig(hidden_size=16, num_hidden_layers=3, num_attention_heads=2)
-    )
-    p = parse_params(
-        defaults() | {"lr": 1e-4, "head_lr_scale": 10, "layer_lr_decay": 0.5, "freeze_layers": 0}
-    )
+    model = BertForSequenceClassification(BertConfig(hidden_size=16, num_hidden_layers=3, num_attention_heads=2))
+    p = parse_params(defaults() | {"lr": 1e-4, "head_lr_scale": 10, "layer_lr_decay": 0.5, "freeze_layers": 0})
     groups = param_groups(model, p)
     lr_of = {id(w): g["lr"] for g in groups for w in g["params"]}
     named = dict(model.named_parameters())
@@ -193,9 +185,7 @@ def test_trainer_arguments_follow_the_params():
     from textclf.engines.trainer import training_args
     from textclf.params import parse_params
 
-    p = parse_params(
-        defaults() | {"max_grad_norm": 0.5, "warmup": 7, "lr_scheduler": "cosine", "grad_accum": 3}
-    )
+    p = parse_params(defaults() | {"max_grad_norm": 0.5, "warmup": 7, "lr_scheduler": "cosine", "grad_accum": 3})
     args = training_args(p, "bf16", Path("unused"))
     assert (args.max_grad_norm, args.warmup_steps, args.gradient_accumulation_steps) == (0.5, 7, 3)
     assert args.lr_scheduler_type == "cosine" and args.bf16 and not args.fp16
@@ -249,17 +239,13 @@ def test_loop_clips_gradients_once_per_optimizer_step(prepared, tmp_path, monkey
 @pytest.mark.parametrize("scheduler", ["constant", "linear", "cosine"])
 def test_loop_follows_the_lr_schedule(prepared, tmp_path, monkeypatch, scheduler):
     work = copy_work(prepared, tmp_path / "w")
-    out = run_loop_in_process(
-        work, monkeypatch, epochs=1, lr_scheduler=scheduler, warmup=0, logging_steps=1, lr=1e-3
-    )
+    out = run_loop_in_process(work, monkeypatch, epochs=1, lr_scheduler=scheduler, warmup=0, logging_steps=1, lr=1e-3)
     lrs = [r["learning_rate"] for r in out.log_history if "learning_rate" in r]
     assert len(lrs) == 20
     if scheduler == "constant":
         assert lrs == pytest.approx([1e-3] * 20)
     else:
-        assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False)) and lrs[-1] == pytest.approx(
-            0, abs=1e-4
-        )
+        assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False)) and lrs[-1] == pytest.approx(0, abs=1e-4)
 
 
 def test_freeze_bottom_layers():

@@ -86,9 +86,7 @@ def describe_load(info: Mapping[str, list], num_labels: int) -> list[str]:
     return lines
 
 
-def eval_line(
-    epoch: float, epochs: int, step: int, steps: int, scores: Mapping, train_loss, best: bool
-) -> str:
+def eval_line(epoch: float, epochs: int, step: int, steps: int, scores: Mapping, train_loss, best: bool) -> str:
     """e.g. `epoch 2/3 (step 460/690): train loss 0.412 | validation loss 0.452, accuracy 0.800, f1 0.862`"""
     where = f"epoch {epoch:g}/{epochs} (step {step}/{steps})"
     train = f"train loss {train_loss:.3f} | " if train_loss is not None else ""

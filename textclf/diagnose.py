@@ -270,9 +270,7 @@ def check_unstable(train_rows: Sequence[Row], val_rows: Sequence[Row]) -> Findin
     wobble = find_oscillation(losses)
     if wobble:
         amplitude, level = wobble
-        evidence = (
-            f"train loss oscillates in the second half: mean swing {_fmt(amplitude)} around {_fmt(level)}"
-        )
+        evidence = f"train loss oscillates in the second half: mean swing {_fmt(amplitude)} around {_fmt(level)}"
         return Finding(True, evidence, tip)
     return Finding(False)
 

@@ -71,9 +71,7 @@ def writing(target: Path) -> Iterator[None]:
         first = (str(e).splitlines() or [""])[0][:160]
         if not any(sign in first.lower() for sign in DISK_FULL_SIGNS):
             raise
-        raise OSError(
-            errno.ENOSPC, f"No space left on device ({type(e).__name__}: {first})", str(target)
-        ) from e
+        raise OSError(errno.ENOSPC, f"No space left on device ({type(e).__name__}: {first})", str(target)) from e
 
 
 def write_text_atomic(path: Path, text: str) -> None:

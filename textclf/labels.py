@@ -191,9 +191,7 @@ def encode_labels(
     feature = ClassLabel(names=names)
     for split, values in strings.items():
         ids = pc.index_in(values, value_set=pa.array(names)).to_numpy(zero_copy_only=False)
-        rows[split] = (
-            rows[split].remove_columns(LABEL).add_column(LABEL, ids.astype(np.int64), feature=feature)
-        )
+        rows[split] = rows[split].remove_columns(LABEL).add_column(LABEL, ids.astype(np.int64), feature=feature)
     return rows, names
 
 

@@ -33,9 +33,7 @@ def launcher_argv(launcher: str, module: str | None = None) -> tuple[dict[str, s
     try:
         words = shlex.split(launcher)
     except ValueError as e:
-        raise InputError(
-            f"launcher: '{launcher}' is not a command line ({e}). Examples: {EXAMPLES}."
-        ) from None
+        raise InputError(f"launcher: '{launcher}' is not a command line ({e}). Examples: {EXAMPLES}.") from None
     env = {}
     while words and ENV.match(words[0]):
         name, value = words.pop(0).split("=", 1)

@@ -18,9 +18,7 @@ class ClassificationMetrics(evaluate.Metric):
             description="Accuracy, and precision/recall/F1 of the positive class (binary) or macro-averaged.",
             citation="",
             inputs_description="predictions and references: integer class ids",
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
+            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
         )
 
     def _compute(self, predictions: list[int], references: list[int], num_labels: int = 2) -> dict:

@@ -79,9 +79,7 @@ def freeze_bottom_layers(model: torch.nn.Module, n: int, freeze_embeddings: bool
     a gradient, so the backward pass stops there: the saving grows with n."""
     layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
     if layers is None:
-        raise InputError(
-            f"freeze_layers: {type(model).__name__} has no base_model.encoder.layer; set it to 0."
-        )
+        raise InputError(f"freeze_layers: {type(model).__name__} has no base_model.encoder.layer; set it to 0.")
     if n > len(layers):
         raise InputError(f"freeze_layers: {n} exceeds the model's {len(layers)} layers.")
     for layer in layers[:n]:

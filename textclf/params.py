@@ -70,9 +70,7 @@ class ParamsError(InputError):
         self.key, self.line = key, line  # the offending key, and its line as params.yaml now holds it
 
 
-def did_you_mean(
-    name: str, choices: list[str] | tuple[str, ...], aliases: dict[str, str] | None = None
-) -> str:
+def did_you_mean(name: str, choices: list[str] | tuple[str, ...], aliases: dict[str, str] | None = None) -> str:
     """' Did you mean X?' for the closest choice (or a familiar name's equivalent), else ''."""
     aliases = aliases or {}
     if name in aliases:
@@ -177,9 +175,7 @@ def _convert(key: str, value: Any, kind: Any) -> Any:
         if optional:
             return None
         raise ParamsError(f"params.yaml: '{key}' is empty; set it to a value.")
-    base = {int | None: int, str | None: str, float | None: float, list[str] | None: list[str]}.get(
-        kind, kind
-    )
+    base = {int | None: int, str | None: str, float | None: float, list[str] | None: list[str]}.get(kind, kind)
     if base == list[str]:
         # A single name is a list of one: `-S text_columns=sentence` means [sentence].
         items = value if isinstance(value, list) else [value]
@@ -201,9 +197,7 @@ def _convert(key: str, value: Any, kind: Any) -> Any:
     try:
         number = float(value)  # accepts '3e-05', '1e-4', '.5', 5
     except (TypeError, ValueError):
-        raise ParamsError(
-            f"params.yaml: '{key}: {value}' is not a number; expected {base.__name__}."
-        ) from None
+        raise ParamsError(f"params.yaml: '{key}: {value}' is not a number; expected {base.__name__}.") from None
     if not math.isfinite(number):
         raise ParamsError(f"params.yaml: '{key}: {value}' is not a finite number.")
     if base is int:

@@ -8,8 +8,10 @@ RAW = DATA / "raw"  # download: the splits, with text, text_pair (pairs only), l
 SOURCE = DATA / "source.json"  # download: where data and model came from, split sizes, label names
 PRETRAINED = DATA / "pretrained"  # download: the checkpoint's config, tokenizer, safetensors weights
 TOKENIZED = DATA / "tokenized"  # tokenize
-MODEL = DATA / "model"  # train: the fine-tuned model, save_pretrained layout, plus TASK_FILE
-TASK_FILE = "textclf.json"  # inside MODEL: text columns, label names, max_length (for prediction)
+TRAINED = DATA / "trained"  # train: the fine-tuned model, save_pretrained layout, plus TASK_FILE
+MODEL = DATA / "model"  # evaluate: TRAINED's files plus the model card (README.md): the model to use
+TASK_FILE = "textclf.json"  # in both: text columns, label names, max_length (what prediction needs)
+CARD_FILE = "README.md"  # in MODEL: the model card
 CHECKPOINTS = DATA / "checkpoints"  # train: scratch space to resume from; never a DVC output
 PREDICTIONS = DATA / "predictions"  # evaluate: label names and class probabilities per row
 

@@ -43,9 +43,7 @@ def check_columns(p: Params) -> None:
             continue
         what = "text column" if missing in p.text_columns else "label column"
         setting = "text_columns" if missing in p.text_columns else "label_column"
-        raise InputError(
-            f"{path}: no {what} {missing!r}; its columns are {columns}. Set {setting} to one of them."
-        )
+        raise InputError(f"{path}: no {what} {missing!r}; its columns are {columns}. Set {setting} to one of them.")
 
 
 def check_model(p: Params) -> None:
@@ -62,9 +60,7 @@ def check_model(p: Params) -> None:
         raise InputError(f"freeze_layers: {p.freeze_layers} exceeds the model's {layers} layers.")
     limit = model_max_length(folder, config)
     if limit is not None and p.max_length > limit:
-        raise InputError(
-            f"max_length: {p.max_length} exceeds this model's limit of {limit} tokens; lower it."
-        )
+        raise InputError(f"max_length: {p.max_length} exceeds this model's limit of {limit} tokens; lower it.")
 
 
 def model_max_length(folder: Path, config: dict) -> int | None:

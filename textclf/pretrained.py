@@ -64,9 +64,7 @@ def model_source(model: str) -> Path:
         ) from None
 
 
-def copy_checkpoint(
-    src: Path, dst: Path, allow_pickle: bool = False, remote_code: bool = False
-) -> dict[str, str]:
+def copy_checkpoint(src: Path, dst: Path, allow_pickle: bool = False, remote_code: bool = False) -> dict[str, str]:
     """Copy config, safetensors weights and tokenizer files (and the checkpoint's *.py files only with
     trust_remote_code); return {file: sha256}. Downstream stages only ever load safetensors."""
     if not (src / "config.json").exists():
@@ -75,9 +73,7 @@ def copy_checkpoint(
     if not weights:
         pickled = sorted(p.name for p in src.glob("*.bin")) + sorted(p.name for p in src.glob("*.pt"))
         if not pickled:
-            raise InputError(
-                f"model folder {src} has no weights (model.safetensors): a config alone can't train."
-            )
+            raise InputError(f"model folder {src} has no weights (model.safetensors): a config alone can't train.")
         if not allow_pickle:
             raise InputError(
                 f"model folder {src} has no model.safetensors, only {pickled}: pickle files, which can run "

@@ -100,9 +100,7 @@ def main() -> None:
     for stage, (runs, listed) in found.items():
         if set(runs) != set(listed):
             bad = True
-            print(
-                f"{stage}: missing {sorted(set(runs) - set(listed))}, extra {sorted(set(listed) - set(runs))}"
-            )
+            print(f"{stage}: missing {sorted(set(runs) - set(listed))}, extra {sorted(set(listed) - set(runs))}")
     sys.exit(1 if bad else 0)
 
 

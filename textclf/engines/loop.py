@@ -64,9 +64,7 @@ def window_file(folder: Path, rank: int) -> Path:
     return folder / f"loss_window_{rank}.json"
 
 
-def save_checkpoint(
-    accelerator: Accelerator, folder: Path, step: int, state: dict, window: list[torch.Tensor]
-) -> None:
+def save_checkpoint(accelerator: Accelerator, folder: Path, step: int, state: dict, window: list[torch.Tensor]) -> None:
     """Write to tmp-N and rename to step-N when complete, so a kill never leaves a partial checkpoint.
 
     Each process also saves the losses of its steps since the last logged train loss, so that a

@@ -197,11 +197,7 @@ def train_with_trainer(job: Job) -> Outcome:
     trainer.train(resume_from_checkpoint=str(job.resume) if job.resume else None)
     state = trainer.state
     best_epoch = next(
-        (
-            r["epoch"]
-            for r in state.log_history
-            if r.get("step") == state.best_global_step and "eval_loss" in r
-        ),
+        (r["epoch"] for r in state.log_history if r.get("step") == state.best_global_step and "eval_loss" in r),
         None,
     )
     return Outcome(

@@ -1,0 +1,62 @@
+"""textclf compare's statistics on hand-made predictions: groups by params except the seed, and a paired
+bootstrap that finds no difference between identical predictions and a sure one between very
+different ones."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from textclf.compare import Experiment, f1_scores, groups, paired_bootstrap, report
+
+LABELS = np.array([0, 1] * 200)
+
+
+def exp(name: str, lr: float, seed: int, accuracy: float, rng: np.random.Generator) -> Experiment:
+    """An experiment whose predictions are right on about `accuracy` of the rows."""
+    wrong = rng.random(len(LABELS)) > accuracy
+    predicted = np.where(wrong, 1 - LABELS, LABELS)
+    metrics = {"accuracy": float(np.mean(predicted == LABELS)), "f1": 0.0, "loss": 0.5}
+    metrics["f1"] = float(f1_score(LABELS, predicted))
+    return Experiment(name, name, {"lr": lr, "seed": seed, "epochs": 3}, metrics, predicted, LABELS, 2)
+
+
+def test_f1_matches_sklearn_binary_and_macro():
+    rng = np.random.default_rng(1)
+    predicted, labels = rng.integers(0, 3, 300), rng.integers(0, 3, 300)
+    assert f1_scores(predicted, labels, 3) == pytest.approx(f1_score(labels, predicted, average="macro"))
+    assert f1_scores(predicted % 2, labels % 2, 2) == pytest.approx(f1_score(labels % 2, predicted % 2))
+
+
+def test_groups_are_params_except_the_seed_named_by_what_differs():
+    rng = np.random.default_rng(0)
+    found = [exp(f"a{s}", 1e-4, s, 0.8, rng) for s in (1, 2)] + [exp(f"b{s}", 5e-5, s, 0.8, rng) for s in (1, 2, 3)]
+    named = groups(found)
+    assert {k: len(v) for k, v in named.items()} == {"lr=0.0001": 2, "lr=5e-05": 3}
+
+
+def test_identical_predictions_show_no_difference():
+    rng = np.random.default_rng(0)
+    a = [exp(f"a{s}", 1e-4, s, 0.8, rng) for s in (1, 2, 3)]
+    b = [Experiment(e.name + "'", e.rev, {**e.params, "lr": 5e-5}, e.metrics, e.predicted, e.labels, 2) for e in a]
+    result = paired_bootstrap(a, b)
+    assert result["difference"] == 0 and result["p_better"] == pytest.approx(0.5, abs=0.05)
+
+
+def test_a_large_true_difference_is_near_certain():
+    rng = np.random.default_rng(0)
+    good = [exp(f"g{s}", 1e-4, s, 0.9, rng) for s in (1, 2, 3)]
+    bad = [exp(f"b{s}", 5e-5, s, 0.6, rng) for s in (1, 2, 3)]
+    result = paired_bootstrap(good, bad)
+    assert result["p_better"] > 0.999 and result["interval"][0] > 0.1
+
+
+def test_a_difference_of_two_rows_is_called_noise():
+    rng = np.random.default_rng(3)
+    a = [exp(f"a{s}", 1e-4, s, 0.80, rng) for s in (1, 2)]
+    b = []
+    for e in a:
+        predicted = e.predicted.copy()
+        predicted[np.flatnonzero(predicted == e.labels)[:2]] ^= 1  # two more rows wrong
+        b.append(Experiment(e.name + "'", e.rev, {**e.params, "lr": 5e-5}, e.metrics, predicted, e.labels, 2))
+    text = report(groups(a + b))
+    assert "| lr=0.0001 | 2 |" in text and "could be noise" in text, text

@@ -1,0 +1,159 @@
+"""Using the trained model: `textclf predict` on files and stdin, its errors, the model card, the ONNX
+export and its agreement with PyTorch. A tiny model trained by the real stages."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import copy_work, read, stage_run, tool_env
+
+PAIRS = [
+    ("The bank cut rates .", "Rates were cut by the bank ."),
+    ('He said " yes .', "He agreed ."),
+    ("Shares fell 5 % on Monday in a long and slow session of trading .", "Shares rose ."),
+    ("It rained .", "Sales grew in Tokyo after a strong quarter for the company ."),
+    ("A", "B"),
+]
+NAMES = ["not_equivalent", "equivalent"]
+
+
+@pytest.fixture(scope="module")
+def trained(prepared, tmp_path_factory) -> Path:
+    """A work folder after train and evaluate: data/model holds the model and its card."""
+    work = copy_work(prepared, tmp_path_factory.mktemp("predict") / "work")
+    stage_run(work, "train")
+    stage_run(work, "evaluate")
+    return work
+
+
+def textclf(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "textclf.cli", *args]
+    return subprocess.run(cmd, cwd=cwd, env=tool_env(), input=stdin, capture_output=True, text=True)
+
+
+def pairs_csv(path: Path, rows=PAIRS, columns=("sentence1", "sentence2")) -> Path:
+    pd.DataFrame(rows, columns=list(columns)).to_csv(path, index=False)
+    return path
+
+
+def test_predict_a_csv_with_label_names_and_probabilities(trained, tmp_path):
+    out = textclf("predict", str(pairs_csv(tmp_path / "new.csv")), "--output", str(tmp_path / "p.csv"), cwd=trained)
+    assert out.returncode == 0, out.stderr
+    assert "predict: 5 rows" in out.stderr and "rows/s" in out.stderr
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert list(table.columns) == ["row", "prediction", "prediction_id", *(f"prob_{n}" for n in NAMES)]
+    assert table["row"].tolist() == [0, 1, 2, 3, 4]
+    assert set(table["prediction"]) <= set(NAMES)
+    assert (table["prediction"] == [NAMES[i] for i in table["prediction_id"]]).all()
+    assert ((table["prob_not_equivalent"] + table["prob_equivalent"] - 1).abs() < 1e-5).all()
+
+
+def test_rows_come_back_in_input_order_whatever_the_batching(trained, tmp_path):
+    source = pairs_csv(tmp_path / "new.csv")
+    one = textclf("predict", str(source), "--batch-size", "1", "--output", str(tmp_path / "1.tsv"), cwd=trained)
+    two = textclf("predict", str(source), "--batch-size", "2", "--output", str(tmp_path / "2.tsv"), cwd=trained)
+    assert one.returncode == two.returncode == 0
+    a, b = (pd.read_csv(tmp_path / f, sep="\t") for f in ("1.tsv", "2.tsv"))
+    assert (a["prediction"] == b["prediction"]).all()
+    assert (a["prob_equivalent"] - b["prob_equivalent"]).abs().max() < 0.02  # bf16: padding moves the last digits
+
+
+def test_predict_reads_stdin_pairs_and_writes_tsv(trained):
+    lines = "".join(f"{a}\t{b}\n" for a, b in PAIRS[:3])
+    out = textclf("predict", "-", cwd=trained, stdin=lines)
+    assert out.returncode == 0, out.stderr
+    rows = out.stdout.splitlines()
+    assert rows[0].split("\t")[:3] == ["row", "prediction", "prediction_id"] and len(rows) == 4
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json", "parquet", "tsv"])
+def test_other_formats_in_and_out(trained, tmp_path, fmt):
+    frame = pd.DataFrame(PAIRS, columns=["sentence1", "sentence2"]).assign(extra=1)
+    source = tmp_path / f"in.{fmt}"
+    if fmt == "jsonl":
+        frame.to_json(source, orient="records", lines=True)
+    elif fmt == "json":
+        frame.to_json(source, orient="records")
+    elif fmt == "parquet":
+        frame.to_parquet(source)
+    else:
+        frame.to_csv(source, sep="\t", index=False, quoting=3)
+    target = tmp_path / f"out.{fmt}"
+    out = textclf("predict", str(source), "--output", str(target), cwd=trained)
+    assert out.returncode == 0, out.stderr
+    if fmt == "parquet":
+        result = pd.read_parquet(target)
+    elif fmt in ("json", "jsonl"):
+        result = pd.read_json(target, lines=fmt == "jsonl")
+    else:
+        result = pd.read_csv(target, sep="\t")
+    assert len(result) == 5 and result["row"].tolist() == list(range(5))
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (
+            lambda d: pairs_csv(d / "x.csv", columns=("a", "b")),
+            "no column 'sentence1', which the model reads",
+        ),
+        (lambda d: (d / "x.csv").write_text("") and d / "x.csv" or d / "x.csv", "is empty"),
+        (lambda d: pairs_csv(d / "x.csv", rows=[*PAIRS[:2], ("", "b")]), "row 3 has an empty 'sentence1'"),
+        (lambda d: d / "missing.csv", "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_no_output(trained, tmp_path, make, message):
+    source = make(tmp_path)
+    out = textclf("predict", str(source), "--output", str(tmp_path / "p.csv"), cwd=trained)
+    assert out.returncode == 1 and message in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: ")
+    assert not list(tmp_path.glob("*p.csv*"))
+
+
+def test_a_folder_that_is_not_a_classifier_is_refused(trained, tmp_path):
+    out = textclf("predict", str(pairs_csv(tmp_path / "x.csv")), "--model", "data/pretrained", cwd=trained)
+    assert out.returncode == 1 and "is not a text classifier" in out.stderr, out.stderr
+
+
+def test_the_model_card_matches_the_metrics(trained):
+    card = (trained / "data/model/README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["pipeline_tag"] == "text-classification" and meta["library_name"] == "transformers"
+    results = {r["dataset"]["split"]: r for r in meta["model-index"][0]["results"]}
+    validation = {m["type"]: m["value"] for m in results["validation"]["metrics"]}
+    scores = read(trained, "metrics/eval.json")
+    assert validation == {k: round(scores[k], 4) for k in ("accuracy", "f1", "precision", "recall")}
+    assert "test" not in results  # the test split has no labels
+    body = card.split("---", 2)[2]
+    assert f"| validation | {scores['accuracy']:.4f} | {scores['f1']:.4f} |" in body
+    assert f"Learning-curve diagnosis: **{read(trained, 'metrics/diagnosis.json')['verdict']}**" in body
+    assert all(f"| {i} | {n} |" in body for i, n in enumerate(NAMES))
+    source = json.loads((trained / "data/source.json").read_text())
+    assert source["content_sha256"] in body and "textclf predict" in body
+    # The folder is the trained model plus the card, and describes itself for predict.
+    files = {p.name for p in (trained / "data/model").iterdir()}
+    assert {"model.safetensors", "config.json", "textclf.json", "README.md"} <= files
+
+
+def test_onnx_export_agrees_with_pytorch(trained, tmp_path):
+    out = textclf("export", "--output", str(tmp_path / "onnx"), cwd=trained)
+    assert out.returncode == 0, out.stderr
+    check = json.loads((tmp_path / "onnx/check.json").read_text())
+    assert check["rows"] == 41 and check["onnx_fp32"]["agreement_with_torch"] == 1.0
+    assert 0 <= check["onnx_int8"]["agreement_with_torch"] <= 1 and "f1" in check["onnx_int8"]
+    assert "onnx_int8: agrees with PyTorch on" in out.stdout
+    source = pairs_csv(tmp_path / "new.csv")
+    for backend in ("onnx", "onnx-int8"):
+        done = textclf("predict", str(source), "--model", str(tmp_path / "onnx"), "--backend", backend, cwd=trained)
+        assert done.returncode == 0 and len(done.stdout.splitlines()) == 6, done.stderr
+
+
+def test_every_command_has_help():
+    for command in ([], ["predict"], ["export"]):
+        out = subprocess.run([sys.executable, "-m", "textclf.cli", *command, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "usage: textclf" in out.stdout

@@ -1,0 +1,121 @@
+"""`textclf`: the project's commands that are not DVC stages.
+
+    textclf predict INPUT [--model data/model] [--output FILE] [--backend torch|onnx|onnx-int8]
+    textclf export [--model data/model] [--output data/onnx]
+    textclf compare [EXPERIMENT ...]
+
+Each has --help. Bad input ends in one `error: ...` line and exit code 1.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from textclf.errors import InputError
+
+
+def predict(args: argparse.Namespace) -> None:
+    from textclf.predict import predict_file
+
+    predict_file(args.input, Path(args.model), args.output, args.backend, args.batch_size, args.text_columns)
+
+
+def export(args: argparse.Namespace) -> None:
+    from textclf.export import INT8_AGREEMENT, export
+    from textclf.paths import TOKENIZED
+
+    split = None
+    if not args.no_check and (TOKENIZED / "validation").exists():
+        from datasets import load_from_disk
+
+        split = load_from_disk(str(TOKENIZED))["validation"]
+    report = export(Path(args.model), Path(args.output), split)
+    print(f"export: {args.output}/model.onnx (fp32) and model.int8.onnx (dynamic int8 quantization)")
+    if split is None:
+        print("export: not checked (no data/tokenized/validation here; run it in the pipeline's repository)")
+        return
+    for kind in ("torch_fp32", "onnx_fp32", "onnx_int8"):
+        r = report[kind]
+        scores = f", accuracy {r['accuracy']:.4f}, f1 {r['f1']:.4f}" if "f1" in r else ""
+        share = f"{r['agreement_with_torch']:.2%} of {report['rows']} rows"
+        print(f"export: {kind}: agrees with PyTorch on {share}{scores}")
+    if report["onnx_int8"]["agreement_with_torch"] < INT8_AGREEMENT:
+        print(
+            f"WARNING: the int8 model agrees with PyTorch on fewer than {INT8_AGREEMENT:.0%} of the "
+            "validation rows: serve the fp32 ONNX model (--backend onnx) instead.",
+            file=sys.stderr,
+        )
+
+
+def compare(args: argparse.Namespace) -> None:
+    from textclf.compare import compare
+
+    print(compare(args.experiments or None))
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="textclf", description="Commands of the textclf pipeline that are not DVC stages."
+    )
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "predict",
+        help="classify new text with a trained model",
+        description="Classify the rows of INPUT with a trained model folder. Writes, in input order, the row "
+        "number, the predicted label name and id, and the probability of every class.",
+    )
+    p.add_argument(
+        "input",
+        metavar="INPUT",
+        help="csv, tsv, json, jsonl or parquet with the model's text columns; - reads stdin: one text "
+        "per line (a tab-separated pair for pair models)",
+    )
+    p.add_argument("--model", default="data/model", help="trained model folder (default: data/model)")
+    p.add_argument("--output", default=None, help="output file, format by extension (default: TSV on stdout)")
+    p.add_argument(
+        "--backend",
+        choices=["torch", "onnx", "onnx-int8"],
+        default="torch",
+        help="torch (bf16 where supported), or an export folder's onnx / onnx-int8 model",
+    )
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--text-columns", nargs="+", default=None, help="override the model's text columns")
+    p.set_defaults(func=predict)
+
+    e = sub.add_parser(
+        "export",
+        help="export the trained model to ONNX (fp32 and int8)",
+        description="Write model.onnx and a dynamically quantized model.int8.onnx, with the files that "
+        "describe them, and check them against PyTorch on the validation split when run in the pipeline's "
+        "repository.",
+    )
+    e.add_argument("--model", default="data/model", help="trained model folder (default: data/model)")
+    e.add_argument("--output", default="data/onnx", help="export folder (default: data/onnx)")
+    e.add_argument("--no-check", action="store_true", help="skip the agreement check on validation")
+    e.set_defaults(func=export)
+
+    c = sub.add_parser(
+        "compare",
+        help="compare experiments over seeds, with a paired bootstrap",
+        description="Group experiments by their params except the seed; show each group's mean and spread of "
+        "validation accuracy, F1 and loss; for each group against the first, a paired bootstrap over the "
+        "validation rows and seeds: the F1 difference, its 95%% interval, and how likely it is real.",
+    )
+    c.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="names (default: all of this commit's)")
+    c.set_defaults(func=compare)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except InputError as e:
+        sys.exit(f"error: {e}")
+    except BrokenPipeError:  # `textclf predict ... | head`
+        sys.stderr.close()
+
+
+if __name__ == "__main__":
+    main()

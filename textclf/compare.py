@@ -1,0 +1,167 @@
+"""`textclf compare`: experiments grouped by their params except the seed; each group's mean and spread
+of validation accuracy, F1 and loss over its seeds; and, group against group, a paired bootstrap over
+the validation rows (and the seeds) that says how likely the F1 difference is real rather than noise.
+
+MRPC validation has 408 rows: two single runs a point of F1 apart tell nothing. Each experiment's
+validation predictions (data/predictions/validation.tsv, a DVC output) make the comparison paired:
+every bootstrap draw scores all experiments on the same resampled rows.
+"""
+
+import csv
+import io
+import json
+import math
+import subprocess
+from dataclasses import dataclass
+
+import numpy as np
+
+from textclf.errors import InputError
+
+PREDICTIONS = "data/predictions/validation.tsv"
+IGNORED = {"seed"}  # params that do not define a group
+
+
+@dataclass
+class Experiment:
+    name: str
+    rev: str
+    params: dict
+    metrics: dict
+    predicted: np.ndarray | None = None  # label id per validation row
+    labels: np.ndarray | None = None
+    num_labels: int = 2
+
+
+def experiments(names: list[str] | None = None, cwd: str = ".") -> list[Experiment]:
+    """The experiments `dvc exp show` lists (of the current commit), or just the named ones."""
+    out = subprocess.run(["dvc", "exp", "show", "--json"], cwd=cwd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise InputError(f"dvc exp show failed: {out.stderr.strip()[-300:]}")
+    found = []
+    for commit in json.loads(out.stdout or "[]"):
+        for exp in commit.get("experiments") or []:
+            rev = exp["revs"][0]
+            data = rev.get("data") or {}
+            params = (data.get("params") or {}).get("params.yaml", {}).get("data")
+            metrics = (data.get("metrics") or {}).get("metrics/eval.json", {}).get("data")
+            name = rev.get("name") or exp.get("name") or rev["rev"][:7]
+            if params and metrics and (not names or name in names):
+                found.append(Experiment(name, rev["rev"], params, metrics))
+    if names:
+        missing = sorted(set(names) - {e.name for e in found})
+        if missing:
+            raise InputError(f"no finished experiment named {', '.join(missing)}; see: dvc exp show")
+    if not found:
+        raise InputError("no finished experiments to compare; queue some: dvc exp run --queue -S seed=1,2,3")
+    return found
+
+
+def load_predictions(exp: Experiment, cwd: str = ".") -> None:
+    """Fill in the experiment's validation predictions from its DVC-cached predictions file."""
+    import dvc.api
+
+    try:
+        text = dvc.api.read(PREDICTIONS, repo=cwd, rev=exp.rev)
+    except Exception as e:
+        raise InputError(f"{exp.name}: its {PREDICTIONS} is not in the DVC cache here ({type(e).__name__})") from None
+    rows = list(csv.DictReader(io.StringIO(text), delimiter="\t"))
+    names = [c.removeprefix("prob_") for c in rows[0] if c.startswith("prob_")]
+    exp.num_labels = len(names)
+    exp.predicted = np.array([int(r["prediction_id"]) for r in rows])
+    exp.labels = np.array([names.index(r["label"]) for r in rows])
+
+
+def group_key(params: dict) -> tuple:
+    return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in params.items() if k not in IGNORED))
+
+
+def groups(found: list[Experiment]) -> dict[str, list[Experiment]]:
+    """Experiments by their params except the seed, each group named by the params that tell it apart."""
+    by_key: dict[tuple, list[Experiment]] = {}
+    for exp in found:
+        by_key.setdefault(group_key(exp.params), []).append(exp)
+    keys = list(by_key)
+    differing = sorted({k for key in keys for k, v in key if any(dict(other).get(k) != v for other in keys)})
+    named = {}
+    for key, members in by_key.items():
+        values = dict(key)
+        label = ", ".join(f"{k}={json.loads(values[k])}" for k in differing if k in values) or "all"
+        named[label] = members
+    return named
+
+
+def f1_scores(predicted: np.ndarray, labels: np.ndarray, num_labels: int) -> np.ndarray:
+    """F1 per row of `predicted`/`labels` (2-D: draws x rows): of class 1 for a binary task (GLUE's F1),
+    macro over classes otherwise, as metrics.py reports it."""
+    classes = [1] if num_labels == 2 else range(num_labels)
+    per_class = []
+    for c in classes:
+        tp = np.sum((predicted == c) & (labels == c), axis=-1)
+        fp = np.sum((predicted == c) & (labels != c), axis=-1)
+        fn = np.sum((predicted != c) & (labels == c), axis=-1)
+        per_class.append(np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0))
+    return np.mean(per_class, axis=0)
+
+
+def paired_bootstrap(a: list[Experiment], b: list[Experiment], draws: int = 2000, seed: int = 0) -> dict:
+    """Mean F1 of group a minus group b, over draws that resample the validation rows (the same rows for
+    every experiment) and, within each group, its seeds. Returns the observed difference, a 95% interval,
+    and the probability that a's F1 is higher."""
+    n = len(a[0].labels)
+    if any(len(e.labels) != n or not np.array_equal(e.labels, a[0].labels) for e in a + b):
+        raise InputError("the experiments were scored on different validation rows: compare runs on the same data")
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, n, size=(draws, n))
+    labels = a[0].labels[rows]
+    k = a[0].num_labels
+
+    def group_means(group: list[Experiment]) -> np.ndarray:
+        scores = np.stack([f1_scores(e.predicted[rows], labels, k) for e in group])  # experiments x draws
+        picks = rng.integers(0, len(group), size=(draws, len(group)))  # resample the seeds too
+        return scores[picks, np.arange(draws)[:, None]].mean(axis=1)
+
+    diff = group_means(a) - group_means(b)
+    observed = float(
+        np.mean([f1_scores(e.predicted, e.labels, k) for e in a])
+        - np.mean([f1_scores(e.predicted, e.labels, k) for e in b])
+    )
+    return {
+        "difference": observed,
+        "interval": (float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))),
+        "p_better": float(np.mean(diff > 0) + 0.5 * np.mean(diff == 0)),
+    }
+
+
+def spread(values: list[float]) -> str:
+    mean = float(np.mean(values))
+    sd = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+    return f"{mean:.4f} ± {sd:.4f}" if len(values) > 1 else f"{mean:.4f}"
+
+
+def report(named: dict[str, list[Experiment]], bootstrap: bool = True) -> str:
+    lines = ["| group | seeds | accuracy | f1 | loss |", "|---|---:|---:|---:|---:|"]
+    for label, members in named.items():
+        cols = [spread([e.metrics[k] for e in members]) for k in ("accuracy", "f1", "loss")]
+        lines.append(f"| {label} | {len(members)} | " + " | ".join(cols) + " |")
+    labels = list(named)
+    if bootstrap and len(labels) > 1:
+        lines.append("")
+        first = labels[0]
+        for other in labels[1:]:
+            result = paired_bootstrap(named[other], named[first])
+            low, high = result["interval"]
+            # Two-sided, like the 95% interval: "real" when the interval leaves zero out.
+            verdict = "likely real" if max(result["p_better"], 1 - result["p_better"]) >= 0.975 else "could be noise"
+            lines.append(
+                f"{other} vs {first}: F1 {100 * result['difference']:+.2f} points (95% interval "
+                f"{100 * low:+.2f} to {100 * high:+.2f}); P({other} better) = {result['p_better']:.2f}: {verdict}"
+            )
+    return "\n".join(lines)
+
+
+def compare(names: list[str] | None = None, cwd: str = ".") -> str:
+    found = experiments(names, cwd)
+    for exp in found:
+        load_predictions(exp, cwd)
+    return report(groups(found))

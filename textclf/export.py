@@ -1,0 +1,120 @@
+"""`textclf export`: the trained model as ONNX, fp32 and dynamically quantized int8, for CPU serving
+with onnxruntime (`textclf predict --backend onnx | onnx-int8`).
+
+The export folder is self-describing like the model folder (config, tokenizer, textclf.json, the
+card), and the export is checked, not assumed: on a tokenized validation split (the pipeline's own,
+when run in its repository) the fp32 ONNX model must predict the same labels as PyTorch, and the int8
+model's agreement and scores are reported beside PyTorch's (check.json).
+"""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from textclf.errors import InputError
+from textclf.files import atomic_dir, write_json
+from textclf.metrics import classification_metrics
+from textclf.paths import CARD_FILE, TASK_FILE
+
+INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+COPIED = ["config.json", TASK_FILE, CARD_FILE, "tokenizer.json", "tokenizer_config.json",
+          "special_tokens_map.json", "vocab.txt", "merges.txt", "vocab.json"]  # fmt: skip
+INT8_AGREEMENT = 0.99  # the least share of rows on which int8 must predict what PyTorch does
+
+
+class Logits(torch.nn.Module):
+    """The classifier with plain tensors in and the logits out, as ONNX wants it."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+
+def load(model_dir: Path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from textclf.heads import register
+
+    if not (model_dir / "config.json").exists():
+        raise InputError(f"{model_dir} is not a model folder (no config.json); train one first: dvc exp run")
+    register()
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
+    return model, AutoTokenizer.from_pretrained(model_dir)
+
+
+def export_onnx(model: torch.nn.Module, tokenizer, path: Path) -> list[str]:
+    """Write `path` with dynamic batch and sequence axes; return the input names it takes."""
+    sample = tokenizer(["a short example"], ["and its pair"], return_tensors="pt")
+    names = [n for n in INPUTS if n in sample]
+    axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
+    with torch.no_grad():
+        torch.onnx.export(
+            Logits(model), tuple(sample[n] for n in names), str(path), input_names=names,
+            output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False,
+        )  # fmt: skip
+    return names
+
+
+def quantize(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+
+def batches(split, tokenizer, names: list[str], size: int = 64):
+    """Padded numpy batches of a tokenized split, in row order."""
+    for start in range(0, len(split), size):
+        rows = split[start : start + size]
+        yield tokenizer.pad({n: rows[n] for n in names if n in rows}, return_tensors="np")
+
+
+def agreement(model, tokenizer, folder: Path, split, names: list[str]) -> dict:
+    import onnxruntime as ort
+
+    sessions = {
+        kind: ort.InferenceSession(str(folder / f), providers=["CPUExecutionProvider"])
+        for kind, f in (("onnx_fp32", "model.onnx"), ("onnx_int8", "model.int8.onnx"))
+    }
+    predicted: dict[str, list] = {"torch_fp32": [], **{k: [] for k in sessions}}
+    for batch in batches(split, tokenizer, names):
+        with torch.no_grad():
+            logits = model(**{k: torch.as_tensor(v) for k, v in batch.items()}).logits
+        predicted["torch_fp32"] += logits.argmax(-1).tolist()
+        for kind, session in sessions.items():
+            inputs = {k: v.astype(np.int64) for k, v in batch.items()}
+            predicted[kind] += session.run(["logits"], inputs)[0].argmax(-1).tolist()
+    reference = np.array(predicted["torch_fp32"])
+    report = {"rows": len(reference)}
+    labels = np.array(split["label"]) if "label" in split.column_names else None
+    for kind, values in predicted.items():
+        entry = {"agreement_with_torch": float(np.mean(np.array(values) == reference))}
+        if labels is not None:
+            entry |= classification_metrics(values, labels, num_labels=model.config.num_labels)
+        report[kind] = entry
+    return report
+
+
+def export(model_dir: Path, out: Path, check_split=None) -> dict:
+    """Export model_dir to out/ (model.onnx, model.int8.onnx and the files that describe them)."""
+    model, tokenizer = load(model_dir)
+    with atomic_dir(out) as tmp:
+        names = export_onnx(model, tokenizer, tmp / "model.onnx")
+        quantize(tmp / "model.onnx", tmp / "model.int8.onnx")
+        for name in COPIED:
+            if (model_dir / name).exists():
+                shutil.copy2(model_dir / name, tmp / name)
+        report = {"inputs": names}
+        if check_split is not None:
+            report |= agreement(model, tokenizer, tmp, check_split, names)
+            if report["onnx_fp32"]["agreement_with_torch"] < 1:
+                raise InputError(
+                    f"the fp32 ONNX export predicts differently from PyTorch on "
+                    f"{1 - report['onnx_fp32']['agreement_with_torch']:.2%} of the check rows: not written."
+                )
+        write_json(tmp / "check.json", report)
+    return report

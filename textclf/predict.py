@@ -1,0 +1,345 @@
+"""Classify new text with a trained model folder: `textclf predict`.
+
+The folder describes itself (textclf.json: text columns, label names, max_length), so no params.yaml
+is needed. Input is read and output written a chunk of rows at a time, so memory stays flat however
+long the input; within a chunk rows are predicted in order of length (little padding) and written
+back in input order. Output goes to a temporary file that replaces the target only when complete.
+"""
+
+import csv
+import itertools
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from textclf.errors import InputError
+from textclf.files import read_json
+from textclf.inference import softmax
+from textclf.paths import TASK_FILE
+
+CHUNK = 4096  # rows read, predicted and written at a time
+INPUT_FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+
+
+@dataclass
+class Task:
+    """What a model folder says about itself."""
+
+    text_columns: list[str]
+    label_names: list[str]
+    max_length: int
+
+
+def read_task(folder: Path, text_columns: list[str] | None = None) -> Task:
+    """The model folder's textclf.json; a plain Hugging Face classifier folder works too, given the
+    text columns."""
+    if not folder.is_dir():
+        raise InputError(f"model folder {folder} does not exist. Give --model a trained model folder (data/model).")
+    config_file = folder / "config.json"
+    if not config_file.exists():
+        raise InputError(f"{folder} is not a model folder: it has no config.json.")
+    config = read_json(config_file)
+    heads = [a for a in config.get("architectures") or [] if a.endswith("ForSequenceClassification")]
+    if not heads or not config.get("id2label"):
+        raise InputError(
+            f"{folder} is not a text classifier (config.json names {config.get('architectures')}); "
+            "give --model the folder the pipeline trained (data/model)."
+        )
+    names = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    task_file = folder / TASK_FILE
+    if task_file.exists():
+        saved = read_json(task_file)
+        return Task(text_columns or saved["text_columns"], names, saved["max_length"])
+    if not text_columns:
+        raise InputError(f"{folder} has no {TASK_FILE} to say which columns to read: pass --text-columns.")
+    return Task(text_columns, names, 512)
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def read_chunks(source: str, columns: list[str]) -> Iterator[list[tuple[str, ...]]]:
+    """Rows of the text columns, CHUNK at a time. `-` reads stdin: one text per line, or for a pair
+    model one tab-separated pair per line."""
+    if source == "-":
+        yield from stdin_chunks(len(columns))
+        return
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(f"input {source} does not exist (give a csv, tsv, json, jsonl or parquet file, or -).")
+    if path.suffix not in INPUT_FORMATS:
+        raise InputError(f"input {source}: unknown format {path.suffix!r}; use one of {', '.join(INPUT_FORMATS)}.")
+    if path.stat().st_size == 0:
+        raise InputError(f"input {source} is empty.")
+    if path.suffix == ".parquet":
+        yield from parquet_chunks(path, columns)
+    elif path.suffix in (".json", ".jsonl"):
+        yield from json_chunks(path, columns)
+    else:
+        yield from table_chunks(path, columns)
+
+
+def missing(found: list[str], columns: list[str], source: str) -> None:
+    absent = [c for c in columns if c not in found]
+    if absent:
+        raise InputError(
+            f"{source}: no column {absent[0]!r}, which the model reads; its columns are {found}. "
+            f"Rename the column, or pass --text-columns."
+        )
+
+
+def table_chunks(path: Path, columns: list[str]) -> Iterator[list[tuple[str, ...]]]:
+    import pyarrow.csv as pacsv
+
+    tsv = path.suffix == ".tsv"  # quotes are plain characters in TSV text (MRPC's are unbalanced)
+    parse = pacsv.ParseOptions(delimiter="\t" if tsv else ",", quote_char=False if tsv else '"')
+    convert = pacsv.ConvertOptions(column_types={c: "string" for c in columns}, strings_can_be_null=False)
+    try:
+        reader = pacsv.open_csv(path, parse_options=parse, convert_options=convert)
+    except Exception as e:
+        raise InputError(f"{path}: could not be read as {'tsv' if tsv else 'csv'}: {e}") from None
+    missing(reader.schema.names, columns, str(path))
+    for batch in reader:
+        yield from slices(list(zip(*(batch.column(c).to_pylist() for c in columns), strict=True)))
+
+
+def parquet_chunks(path: Path, columns: list[str]) -> Iterator[list[tuple[str, ...]]]:
+    import pyarrow.parquet as pq
+
+    try:
+        source = pq.ParquetFile(path)
+    except Exception as e:
+        raise InputError(f"{path}: could not be read as parquet: {e}") from None
+    missing(source.schema_arrow.names, columns, str(path))
+    for batch in source.iter_batches(batch_size=CHUNK, columns=columns):
+        yield list(zip(*(batch.column(c).to_pylist() for c in columns), strict=True))
+
+
+def json_chunks(path: Path, columns: list[str]) -> Iterator[list[tuple[str, ...]]]:
+    """JSON lines, or one JSON array of objects (read whole: use JSON lines for large inputs)."""
+    with path.open() as f:
+        first = f.read(1)
+        while first.isspace():
+            first = f.read(1)
+        f.seek(0)
+        records = json.load(f) if first == "[" else (json.loads(line) for line in f if line.strip())
+        chunk = []
+        for n, record in enumerate(records, start=1):
+            if n == 1:
+                missing(list(record), columns, str(path))
+            chunk.append(tuple(record.get(c) for c in columns))
+            if len(chunk) == CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+def stdin_chunks(n_texts: int) -> Iterator[list[tuple[str, ...]]]:
+    chunk = []
+    for number, line in enumerate(sys.stdin, start=1):
+        line = line.rstrip("\n").rstrip("\r")
+        fields = tuple(line.split("\t")) if n_texts == 2 else (line,)
+        if len(fields) != n_texts:
+            raise InputError(
+                f"stdin line {number}: expected a tab-separated pair of texts, got {len(fields)} field(s)."
+            )
+        chunk.append(fields)
+        if len(chunk) == CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def slices(rows: list) -> Iterator[list]:
+    for start in range(0, len(rows), CHUNK):
+        yield rows[start : start + CHUNK]
+
+
+def check_texts(rows: list[tuple], offset: int, columns: list[str]) -> None:
+    for n, row in enumerate(rows, start=offset + 1):
+        for column, text in zip(columns, row, strict=True):
+            if text is None or not str(text).strip():
+                raise InputError(f"row {n} has an empty {column!r}; every row needs its text.")
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+
+class Writer:
+    """Rows out in the format the file name says (tsv on stdout): row number, predicted label name and
+    id, and the probability of every class. A file is written under a temporary name and renamed
+    when complete, so a failure leaves no half-written output."""
+
+    def __init__(self, target: str | None, names: list[str]) -> None:
+        self.names = names
+        self.header = ["row", "prediction", "prediction_id", *(f"prob_{n}" for n in names)]
+        self.target = Path(target) if target else None
+        self.kind = self.target.suffix if self.target else ".tsv"
+        if self.kind not in (".csv", ".tsv", ".json", ".jsonl", ".parquet"):
+            raise InputError(f"--output {target}: unknown format {self.kind!r}; use csv, tsv, json, jsonl or parquet.")
+        self.tmp = self.target.with_name(f".{self.target.name}.tmp") if self.target else None
+        self.rows, self.parquet = 0, None
+        self.out = sys.stdout if self.tmp is None else open(self.tmp, "w", newline="")  # noqa: SIM115
+        if self.kind in (".csv", ".tsv"):
+            self.csv = csv.writer(self.out, delimiter="\t" if self.kind == ".tsv" else ",", lineterminator="\n")
+            self.csv.writerow(self.header)
+
+    def write(self, probs: np.ndarray) -> None:
+        rows = [
+            [self.rows + i, self.names[c], int(c), *(round(float(x), 6) for x in p)]
+            for i, (c, p) in enumerate(zip(probs.argmax(-1), probs, strict=True))
+        ]
+        if self.kind in (".csv", ".tsv"):
+            self.csv.writerows(rows)
+        elif self.kind == ".parquet":
+            self.write_parquet(rows)
+        else:  # JSON lines, or for .json one array written an element at a time
+            for n, row in enumerate(rows, start=self.rows):
+                text = json.dumps(dict(zip(self.header, row, strict=True)))
+                self.out.write(f"{'[' if n == 0 else ','}\n{text}" if self.kind == ".json" else text + "\n")
+        self.rows += len(rows)
+
+    def write_parquet(self, rows: list[list]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table({name: [r[i] for r in rows] for i, name in enumerate(self.header)})
+        if self.parquet is None:
+            self.parquet = pq.ParquetWriter(self.tmp, table.schema)
+        self.parquet.write_table(table)
+
+    def close(self, ok: bool) -> None:
+        if self.kind == ".json" and ok:
+            self.out.write("\n]\n" if self.rows else "[]\n")
+        if self.parquet is not None:
+            self.parquet.close()
+        if self.out is not sys.stdout:
+            self.out.close()
+        if self.tmp is not None:
+            if ok:
+                self.tmp.replace(self.target)
+            else:
+                self.tmp.unlink(missing_ok=True)
+
+
+# --- predicting -------------------------------------------------------------------------------------
+
+
+class Predictor:
+    """Probabilities for rows of texts, with the PyTorch model (bf16 where the CPU or GPU has it) or an
+    ONNX export (fp32 or int8) under onnxruntime."""
+
+    def __init__(self, folder: Path, task: Task, backend: str, batch_size: int, fp32: bool = False) -> None:
+        from transformers import AutoTokenizer
+
+        from textclf.console import quiet_libraries
+
+        quiet_libraries()  # no "Loading weights" bar
+        self.task, self.batch_size, self.backend = task, batch_size, backend
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        if backend == "torch":
+            self.model, self.precision = load_torch(folder)
+            self.precision = "fp32" if fp32 else self.precision
+        else:
+            self.session = load_onnx(folder, backend)
+            self.precision = "int8" if backend == "onnx-int8" else "fp32"
+
+    def __call__(self, rows: list[tuple]) -> np.ndarray:
+        columns = [list(c) for c in zip(*rows, strict=True)]
+        pair = columns[1] if len(columns) == 2 else None
+        encoded = self.tokenizer(columns[0], pair, truncation=True, max_length=self.task.max_length)
+        order = np.argsort([len(x) for x in encoded["input_ids"]], kind="stable")
+        out = np.empty((len(order), len(self.task.label_names)), dtype=np.float64)
+        for start in range(0, len(order), self.batch_size):
+            picked = order[start : start + self.batch_size]
+            batch = self.tokenizer.pad({k: [v[i] for i in picked] for k, v in encoded.items()}, return_tensors="np")
+            out[picked] = softmax(self.logits(dict(batch)).astype(np.float64))
+        return out
+
+    def logits(self, batch: dict) -> np.ndarray:
+        if self.backend != "torch":
+            names = {i.name for i in self.session.get_inputs()}
+            return self.session.run(["logits"], {k: v.astype(np.int64) for k, v in batch.items() if k in names})[0]
+        import torch
+
+        device = next(self.model.parameters()).device
+        inputs = {k: torch.as_tensor(v, device=device) for k, v in batch.items()}
+        bf16 = self.precision == "bf16"
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            return self.model(**inputs).logits.float().cpu().numpy()
+
+
+def load_torch(folder: Path):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from textclf.heads import register
+    from textclf.precision import bf16_supported
+
+    register()
+    model = AutoModelForSequenceClassification.from_pretrained(folder, use_safetensors=True).eval()
+    if torch.cuda.is_available():
+        model = model.cuda()
+    return model, "bf16" if bf16_supported() else "fp32"
+
+
+def load_onnx(folder: Path, backend: str):
+    import onnxruntime as ort
+
+    name = "model.int8.onnx" if backend == "onnx-int8" else "model.onnx"
+    if not (folder / name).exists():
+        raise InputError(f"{folder} has no {name}: make it with: textclf export --model data/model --output {folder}")
+    return ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
+
+
+def predict_file(
+    source: str, folder: Path, output: str | None, backend: str, batch_size: int, text_columns=None
+) -> int:
+    """Predict every row of `source` into `output` (stdout when None); returns the row count."""
+    task = read_task(folder, text_columns)
+    chunks = read_chunks(source, task.text_columns)
+    first = next(chunks, None)  # read before the model loads: a bad input fails at once
+    if first is None:
+        raise InputError(f"input {source} has no rows.")
+    check_texts(first, 0, task.text_columns)
+    predictor = Predictor(folder, task, backend, batch_size)
+    writer = Writer(output, task.label_names)
+    start, done, ok, bar = time.perf_counter(), 0, False, progress_bar()
+    try:
+        for chunk in itertools.chain([first], chunks):
+            check_texts(chunk, done, task.text_columns)
+            writer.write(predictor(chunk))
+            done += len(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+        ok = True
+    finally:
+        if bar is not None:
+            bar.close()
+        writer.close(ok)
+    seconds = time.perf_counter() - start
+    rate = f"{done / seconds:.0f} rows/s" if seconds > 0 else "instant"
+    where = f" to {output}" if output else ""
+    print(
+        f"predict: {done} rows{where} in {seconds:.1f} s ({rate}; {backend}, {predictor.precision})",
+        file=sys.stderr,
+    )
+    return done
+
+
+def progress_bar():
+    """A bar on stderr when a terminal watches (long inputs); nothing otherwise."""
+    from textclf.console import interactive
+
+    if not interactive():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(unit=" rows", desc="predict", file=sys.stderr)
