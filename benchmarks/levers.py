@@ -10,6 +10,7 @@ the first setting (same seeds) with the spread of that difference.
     python benchmarks/levers.py --seeds 1 2 3 4 5 --setting base= --setting mean=pooling=mean \\
         --setting mean-head10=pooling=mean,head_lr_scale=10 [--data ../shared/mrpc] [--out runs.jsonl]
     python benchmarks/levers.py --data ../shared/sst2 --text-columns sentence --max-train 4000 ...
+    python benchmarks/levers.py --setting recipe= ...   # `recipe`: the plain HF course recipe (reference.py)
 
 Runs are appended to --out as they finish, and a rerun skips the (setting, seed) pairs already
 there, so a long sweep can be stopped and continued. Settings run one after the other, never at once.
@@ -95,6 +96,22 @@ def write_params(work: Path, base: dict, overrides: dict) -> None:
     (work / "params.yaml").write_text(yaml.safe_dump(base | overrides, sort_keys=False))
 
 
+def recipe_run(data: Path, name: str, seed: int, tmp: Path) -> dict:
+    """The plain Hugging Face course recipe (benchmarks/reference.py) on the same carved data."""
+    out = tmp / f"recipe-{seed}.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "reference.py"), "--data", str(data), "--seed", str(seed)]
+    done = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"levers: reference.py failed:\n{done.stderr[-3000:]}")
+    r = json.loads(out.read_text())
+    return {
+        "setting": name, "overrides": {"recipe": True}, "seed": seed,
+        "val_f1": r["val_f1"], "val_accuracy": r["val_accuracy"], "val_loss": None,
+        "holdout_f1": r["test_f1"], "holdout_accuracy": r["test_accuracy"],
+        "train_runtime_s": r["trainer_runtime_s"], "train_process_s": r["wall_s"], "best_epoch": None,
+    }  # fmt: skip
+
+
 def one_run(work: Path, base: dict, name: str, overrides: dict, seed: int) -> dict:
     write_params(work, base, overrides | {"seed": seed})
     wall = stage(work, "train")
@@ -158,7 +175,10 @@ def main() -> None:
             for seed in args.seeds:
                 if (name, seed) in seen:
                     continue
-                result = one_run(work, base, name, overrides, seed)
+                if name == "recipe":  # the plain recipe, not the pipeline
+                    result = recipe_run(Path(tmp) / "data", name, seed, Path(tmp))
+                else:
+                    result = one_run(work, base, name, overrides, seed)
                 done.append(result)
                 with out.open("a") as f:
                     f.write(json.dumps(result) + "\n")

@@ -99,6 +99,8 @@ def main() -> None:
         train_result = trainer.train()
         wall = time.perf_counter() - start
         pred = trainer.predict(data["validation"])
+        # A labeled test split (benchmarks/levers.py passes its held-out slice of train as one) is scored too.
+        test = trainer.predict(data["test"]) if "test" in data and "label" in data["test"].column_names else None
 
     scores = classification_metrics(np.argmax(pred.predictions, axis=-1), pred.label_ids)
     result = {
@@ -116,6 +118,9 @@ def main() -> None:
         "val_accuracy": scores["accuracy"],
         "val_f1": scores["f1"],
     }
+    if test is not None:
+        held = classification_metrics(np.argmax(test.predictions, axis=-1), test.label_ids)
+        result |= {"test_accuracy": held["accuracy"], "test_f1": held["f1"]}
     line = json.dumps(result)
     print(f"RESULT {line}", flush=True)
     if args.out:

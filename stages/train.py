@@ -16,21 +16,19 @@ from transformers import AutoTokenizer, set_seed
 from stages import run_stage
 from textclf.checkpoints import fingerprint, prepare_checkpoints, remove_partial
 from textclf.columns import label_ids
-from textclf.curves import EVAL_COLUMNS, TRAIN_COLUMNS, curves
-from textclf.engines.base import Interrupt, Job, Outcome
+from textclf.curves import curves, write_progress
+from textclf.engines.base import Interrupt, Job, Outcome, best_metric_key
 from textclf.engines.loop import train_with_accelerate
 from textclf.engines.trainer import train_with_trainer
-from textclf.files import atomic_dir, read_json, to_tsv, write_json, write_text_atomic, writing
+from textclf.files import atomic_dir, read_json, write_json, writing
 from textclf.model import check_labels, class_weights, load_model
 from textclf.params import Params, ensure_unchanged, load_params
 from textclf.paths import (
     CHECKPOINTS,
-    EVAL_CURVE,
     PRETRAINED,
     SOURCE,
     TASK_FILE,
     TOKENIZED,
-    TRAIN_CURVE,
     TRAIN_METRICS,
     TRAINED,
 )
@@ -59,9 +57,7 @@ def train_summary(p: Params, precision: str, out: Outcome, n_train: int, epochs_
 
 
 def write_outputs(p: Params, precision: str, out: Outcome, tokenizer, n_train: int) -> None:
-    train_rows, val_rows = curves(out.log_history)
-    write_text_atomic(TRAIN_CURVE, to_tsv(train_rows, TRAIN_COLUMNS))
-    write_text_atomic(EVAL_CURVE, to_tsv(val_rows, EVAL_COLUMNS))
+    _, val_rows = write_progress(out.log_history, out.global_step, *best_metric_key(p), done=True)
     epochs_run = val_rows[-1]["epoch"] if val_rows else 0
     write_json(TRAIN_METRICS, train_summary(p, precision, out, n_train, epochs_run))
     source = read_json(SOURCE)

@@ -143,6 +143,7 @@ def make_repo(dest: Path, params: dict) -> Path:
     run(["git", "config", "user.email", "ci@example.com"], dest)
     run(["git", "config", "user.name", "CI"], dest)
     run(["dvc", "init", "-q"], dest)
+    shutil.copytree(ROOT / ".dvc" / "plots", dest / ".dvc" / "plots")  # the project's plot templates
     run(["dvc", "config", "core.analytics", "false"], dest)
     run(["git", "add", "-A"], dest)
     run(["git", "commit", "-qm", "pipeline"], dest)

@@ -453,3 +453,24 @@ def test_a_short_run_that_collapsed_is_told_it_was_short():
     d = diagnose(rows, val([0.64], [0.684], [0.812]), {"accuracy": 0.684, "f1": 0.812}, {"0": 0.0, "1": 1.0})
     assert d["collapsed"] and "only 39 optimizer steps" in d["suggestions"]["collapsed"]
     assert "2e-5..5e-5" not in d["suggestions"]["collapsed"]
+
+
+# --- the train/validation accuracy gap ---------------------------------------------------------
+
+
+def gap_rows(train_acc: list[float], val_acc: list[float]) -> list[dict]:
+    rows = val([0.45] * len(val_acc), val_acc, [0.86] * len(val_acc))
+    for row, t in zip(rows, train_acc, strict=True):
+        row["train_sample_accuracy"] = t
+    return rows
+
+
+def test_train_accuracy_pulling_away_while_validation_falls_is_overfitting():
+    d = diagnose(train(HEALTHY_TRAIN), gap_rows([0.85, 0.93, 0.99], [0.82, 0.84, 0.81]))
+    assert d["overfitting"] and "train-sample accuracy 0.99 against validation 0.81" in d["evidence"]["overfitting"]
+    assert "fell from 0.84" in d["evidence"]["overfitting"]
+
+
+def test_a_gap_alone_is_not_overfitting():
+    d = diagnose(train(HEALTHY_TRAIN), gap_rows([0.85, 0.93, 0.99], [0.80, 0.82, 0.84]))
+    assert not d["overfitting"] and "not overfitting yet" in d["evidence"]["overfitting"]

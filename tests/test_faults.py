@@ -82,12 +82,13 @@ def test_params_guard_lets_unrelated_edits_pass(tmp_path, monkeypatch):
 
 
 def interrupt_mid_epoch(work: Path) -> str:
-    """Start train; send SIGINT as soon as the first epoch's checkpoint is complete, so that the
-    interrupt lands a step or two into the second epoch; return the output."""
+    """Start train; send SIGINT as soon as the first checkpoint is complete (the first evaluation, at
+    step 8 of 80), so that the interrupt lands a step or two later, inside the first epoch (20 steps)
+    and inside a logging window (5 steps); return the output."""
     proc = subprocess.Popen(
         stage_cmd("train"), cwd=work, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    markers = ("checkpoint-20/trainer_state.json", "step-20/loop_state.json")  # 160 rows / batch 8
+    markers = ("checkpoint-8/trainer_state.json", "step-8/loop_state.json")  # eval_steps 0.1 of 80 steps
     deadline = time.time() + 180
     while not any((work / "data/checkpoints" / m).exists() for m in markers):
         assert proc.poll() is None and time.time() < deadline, "no first-epoch checkpoint appeared"
@@ -108,8 +109,8 @@ def test_ctrl_c_mid_epoch_then_resume_is_byte_identical(prepared, tmp_path, engi
     cut = copy_work(prepared, tmp_path / "cut")
     set_params(cut, **params)
     interrupt_mid_epoch(cut)
-    saved = [p.name for p in (cut / "data/checkpoints").iterdir() if p.name[0] in "cs"]
-    assert any(int(name.rsplit("-", 1)[1]) % 20 for name in saved if name[-1].isdigit()), saved  # mid-epoch
+    saved = [int(p.name.rsplit("-", 1)[1]) for p in (cut / "data/checkpoints").glob("*-[0-9]*")]
+    assert max(saved) > 8 and max(saved) % 20, saved  # the interrupt's checkpoint: inside the first epoch
     assert "train: resuming from" in stage_run(cut, "train").stdout
     for name in ("metrics/curves/train.tsv", "metrics/curves/eval.tsv"):
         assert read(cut, name) == read(whole, name), name

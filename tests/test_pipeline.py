@@ -59,8 +59,9 @@ def test_outputs_of_a_full_run(repo):
     train_curve = (repo / "metrics/curves/train.tsv").read_text().splitlines()
     assert train_curve[0] == "step\tepoch\ttrain_loss\tlr" and len(train_curve) > 2
     eval_curve = (repo / "metrics/curves/eval.tsv").read_text().splitlines()
-    assert eval_curve[0] == "step\tepoch\tval_loss\tval_accuracy\tval_f1"
-    assert [line.split("\t")[1] for line in eval_curve[1:]] == ["1.0", "2.0"]  # one row per epoch
+    assert eval_curve[0] == "step\tepoch\tval_loss\tval_accuracy\tval_f1\ttrain_sample_loss\ttrain_sample_accuracy"
+    assert [line.split("\t")[0] for line in eval_curve[1:]] == ["2", "4", "6", "8", "10", "12"]  # a tenth of 12 steps
+    assert json.loads((repo / "metrics/progress.json").read_text())["done"] is True
     predictions = (repo / "metrics/test_predictions.tsv").read_text().splitlines()
     assert predictions[0] == "index\tprediction" and len(predictions) == 13
     confusion = (repo / "metrics/confusion.csv").read_text().splitlines()
@@ -114,7 +115,7 @@ def plots_page(repo: Path, out: Path) -> Path:
 
 def test_plots_diff_page_has_the_curated_plots(repo, tmp_path):
     html = plots_page(repo, tmp_path / "plots").read_text()
-    for title in ("Loss (train", "Validation accuracy and F1", "Confusion matrix"):
+    for title in ("Loss (train", "Accuracy, train sample and validation", "Validation F1", "Confusion matrix"):
         assert title in html
 
 
@@ -135,9 +136,14 @@ def test_plots_page_renders_in_a_headless_browser(repo, tmp_path):
     found = re.search(r'<pre id="render-report">(.*?)</pre>', dom, re.S)
     assert found, dom[-2000:]
     report = json.loads(found.group(1))
-    assert len(report) >= 3, report  # loss, validation scores, confusion (one per revision)
+    assert {"#loss", "#accuracy", "#validation_f1", "#confusion"} <= set(report), report
     for chart, drawn in report.items():
         assert "error" not in drawn and drawn["data_marks"] > 0, (chart, drawn)
+    assert "accuracy" in report["#accuracy"]["axis_titles"] and "y" not in report["#accuracy"]["axis_titles"]
+    assert "optimizer step" in report["#accuracy"]["axis_titles"]
+    confusion = report["#confusion"]
+    assert confusion["text_marks"] > 0, confusion  # the counts are drawn, no checkbox to tick
+    assert confusion["width"] < 1000, confusion  # three revisions wrap two a row instead of running off
 
 
 def test_another_directory_fetches_the_model_by_its_registry_name(repo, tmp_path):

@@ -27,8 +27,14 @@ def test_engines_share_one_contract(prepared, tmp_path, engine):
     work = copy_work(prepared, tmp_path / engine)
     stage_run(work, "train", engine=engine)
     assert read(work, "metrics/curves/train.tsv")[0] == "step\tepoch\ttrain_loss\tlr"
-    assert read(work, "metrics/curves/eval.tsv")[0] == "step\tepoch\tval_loss\tval_accuracy\tval_f1"
-    assert [r.split("\t")[1] for r in read(work, "metrics/curves/eval.tsv")[1:]] == ["1.0", "2.0"]
+    assert (
+        read(work, "metrics/curves/eval.tsv")[0]
+        == "step\tepoch\tval_loss\tval_accuracy\tval_f1\ttrain_sample_loss\ttrain_sample_accuracy"
+    )
+    # eval_steps 0.1 (the default): every 4 of the 40 steps
+    assert [r.split("\t")[0] for r in read(work, "metrics/curves/eval.tsv")[1:]] == [str(4 * i) for i in range(1, 11)]
+    progress = read(work, "metrics/progress.json")
+    assert progress["done"] is True and progress["step"] == 40 and progress["of_steps"] == 40
     train = read(work, "metrics/train.json")
     assert train["engine"] == engine and train["steps"] == 2 * 20  # 160 pairs / batch 8, 2 epochs
     expected_keys = {"train_loss", "train_runtime_s", "train_samples_per_s", "steps", "epochs_run"}
@@ -62,10 +68,32 @@ def test_early_stopping_keeps_the_best_epoch(prepared, tmp_path, engine):
         lr=1e-9,
         early_stopping_patience=1,
         metric_for_best_model="accuracy",
+        eval_steps=0,  # once per epoch
     )
     train = read(work, "metrics/train.json")
     assert train["stopped_early"] is True and train["epochs_run"] == 2.0 and train["best_epoch"] == 1.0
     assert len(read(work, "metrics/curves/eval.tsv")) == 1 + 2
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_early_stopping_on_step_evaluations_keeps_the_best(prepared, tmp_path, engine):
+    work = copy_work(prepared, tmp_path / engine)
+    params = {"epochs": 3, "lr": 1e-9, "early_stopping_patience": 2, "metric_for_best_model": "accuracy"}
+    stage_run(work, "train", engine=engine, eval_steps=5, **params)
+    train = read(work, "metrics/train.json")
+    # The first evaluation (step 5) is the best; two more without gain stop the run at step 15 of 60.
+    assert train["stopped_early"] is True and train["best_epoch"] == 0.25 and train["steps"] == 15
+    assert [r.split("\t")[0] for r in read(work, "metrics/curves/eval.tsv")[1:]] == ["5", "10", "15"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("eval_steps, steps", [(15, ["15", "30", "40"]), (0, ["20", "40"])])
+def test_eval_steps_sets_the_evaluation_points(prepared, tmp_path, engine, eval_steps, steps):
+    work = copy_work(prepared, tmp_path / engine)
+    stage_run(work, "train", engine=engine, eval_steps=eval_steps, train_eval_rows=32)
+    rows = [r.split("\t") for r in read(work, "metrics/curves/eval.tsv")[1:]]
+    assert [r[0] for r in rows] == steps  # the end of the run is always evaluated
+    assert all(0 <= float(r[-1]) <= 1 and float(r[-2]) > 0 for r in rows)  # train-sample accuracy and loss
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -105,8 +133,11 @@ def test_interrupted_run_resumes(prepared, tmp_path, engine, how):
 
     out = stage_run(work, "train")
     assert "train: resuming from" in out.stdout
-    rows = read(work, "metrics/curves/eval.tsv")[1:]
-    assert [r.split("\t")[1] for r in rows] == [f"{e}.0" for e in range(1, 7)]  # no epoch lost or repeated
+    for curve in ("train.tsv", "eval.tsv"):  # no row lost or repeated
+        steps = [int(r.split("\t")[0]) for r in read(work, f"metrics/curves/{curve}")[1:]]
+        assert steps == sorted(set(steps)) and steps[-1] == 120, (curve, steps)
+    every = [int(r.split("\t")[0]) for r in read(work, "metrics/curves/eval.tsv")[1:]]
+    assert every == list(range(12, 121, 12))
     assert read(work, "metrics/train.json")["resumed_from"]
 
 
@@ -189,7 +220,8 @@ def test_trainer_arguments_follow_the_params():
     args = training_args(p, "bf16", Path("unused"))
     assert (args.max_grad_norm, args.warmup_steps, args.gradient_accumulation_steps) == (0.5, 7, 3)
     assert args.lr_scheduler_type == "cosine" and args.bf16 and not args.fp16
-    assert args.load_best_model_at_end and args.metric_for_best_model == "eval_f1" and args.greater_is_better
+    assert args.load_best_model_at_end and args.metric_for_best_model == "validation_f1" and args.greater_is_better
+    assert args.eval_strategy == args.save_strategy == "steps" and args.eval_steps == args.save_steps == 0.1
     assert args.train_sampling_strategy == "group_by_length"
 
 

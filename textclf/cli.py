@@ -3,6 +3,7 @@
     textclf predict INPUT [--model data/model] [--output FILE] [--backend torch|onnx|onnx-int8]
     textclf export [--model data/model] [--output data/onnx]
     textclf compare [EXPERIMENT ...]
+    textclf tune [--space tune.yaml] [--trials 12] [--jobs 1] [--storage URL] ...
 
 Each has --help. Bad input ends in one `error: ...` line and exit code 1.
 """
@@ -51,6 +52,16 @@ def compare(args: argparse.Namespace) -> None:
     from textclf.compare import compare
 
     print(compare(args.experiments or None))
+
+
+def tune(args: argparse.Namespace) -> None:
+    from textclf.tune import summary, tune
+
+    study = tune(
+        Path(args.space), args.trials, args.timeout, args.jobs, args.study, args.storage, args.metric,
+        args.direction, args.seed, not args.no_prune,
+    )  # fmt: skip
+    print(summary(study, args.metric))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -104,6 +115,25 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="names (default: all of this commit's)")
     c.set_defaults(func=compare)
+
+    t = sub.add_parser(
+        "tune",
+        help="search hyperparameters with Optuna; every trial is a DVC experiment",
+        description="An Optuna study (TPE) over the search space file; each trial is queued as a DVC "
+        "experiment named <study>-<number> and run by DVC's queue workers. The study is kept in a database "
+        "(SQLite under .tune/, or --storage), so a stopped search resumes where it stopped.",
+    )
+    t.add_argument("--space", default="tune.yaml", help="search space file (default: tune.yaml)")
+    t.add_argument("--trials", type=int, default=12, help="finished trials the study should reach (default: 12)")
+    t.add_argument("--timeout", type=float, default=None, help="start no trial after this many seconds")
+    t.add_argument("--jobs", type=int, default=1, help="trials at once: DVC queue workers (default: 1)")
+    t.add_argument("--study", default="search", help="study name; trials are experiments <study>-<n>")
+    t.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite:///.tune/studies.db)")
+    t.add_argument("--metric", default="f1", help="objective: a key of metrics/eval.json, or file:key")
+    t.add_argument("--direction", choices=["maximize", "minimize"], default=None, help="default: by metric")
+    t.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler")
+    t.add_argument("--no-prune", action="store_true", help="run every trial to its end")
+    t.set_defaults(func=tune)
     return ap
 
 
@@ -115,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {e}")
     except BrokenPipeError:  # `textclf predict ... | head`
         sys.stderr.close()
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

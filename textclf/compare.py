@@ -160,8 +160,28 @@ def report(named: dict[str, list[Experiment]], bootstrap: bool = True) -> str:
     return "\n".join(lines)
 
 
+def same_rows(found: list[Experiment]) -> tuple[list[Experiment], list[Experiment]]:
+    """The experiments scored on the validation rows most of them share (the same data), and the rest:
+    a paired comparison needs the same rows."""
+
+    def key(e: Experiment) -> bytes:
+        return e.labels.tobytes() + bytes([e.num_labels])
+
+    counts: dict[bytes, int] = {}
+    for e in found:
+        counts[key(e)] = counts.get(key(e), 0) + 1
+    common = max(counts, key=counts.get)
+    return [e for e in found if key(e) == common], [e for e in found if key(e) != common]
+
+
 def compare(names: list[str] | None = None, cwd: str = ".") -> str:
     found = experiments(names, cwd)
     for exp in found:
         load_predictions(exp, cwd)
-    return report(groups(found))
+    kept, other = same_rows(found)
+    named = groups(kept)
+    first = max(named, key=lambda label: len(named[label]))  # the group with most seeds is the reference
+    text = report({first: named[first]} | {k: v for k, v in named.items() if k != first})
+    if other:
+        text += f"\n\nLeft out, scored on other validation rows (other data): {', '.join(e.name for e in other)}"
+    return text

@@ -86,10 +86,15 @@ def describe_load(info: Mapping[str, list], num_labels: int) -> list[str]:
     return lines
 
 
-def eval_line(epoch: float, epochs: int, step: int, steps: int, scores: Mapping, train_loss, best: bool) -> str:
-    """e.g. `epoch 2/3 (step 460/690): train loss 0.412 | validation loss 0.452, accuracy 0.800, f1 0.862`"""
-    where = f"epoch {epoch:g}/{epochs} (step {step}/{steps})"
-    train = f"train loss {train_loss:.3f} | " if train_loss is not None else ""
+def eval_line(
+    epoch: float, epochs: int, step: int, steps: int, scores: Mapping, train_loss, best: bool, train_acc=None
+) -> str:
+    """e.g. `epoch 1.2/3 (step 280/690): train loss 0.41, train accuracy 0.852 | validation loss 0.452,
+    accuracy 0.800, f1 0.862 (best so far)`"""
+    where = f"epoch {epoch:.2g}/{epochs} (step {step}/{steps})"
+    train = f"train loss {train_loss:.3f}" if train_loss is not None else ""
+    train += f", train accuracy {train_acc:.3f}" if train_acc is not None else ""
+    train += " | " if train else ""
     val = ", ".join(f"{k} {scores[k]:.3f}" for k in ("loss", "accuracy", "f1") if k in scores)
     return f"{where}: {train}validation {val}" + (" (best so far)" if best else "")
 

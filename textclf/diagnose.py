@@ -26,6 +26,12 @@ OVERFIT_VAL_RISE = 0.10
 # loss is flat is not the model memorising its training set (more likely a schedule or data issue).
 OVERFIT_TRAIN_FALL = 0.10
 
+# The recipe's symptom: training accuracy far above validation. A gap alone is normal in fine-tuning
+# (the model fits its own data better); it is overfitting once validation accuracy also falls from its
+# best while the gap stands.
+OVERFIT_ACC_GAP = 0.10
+OVERFIT_ACC_DROP = 0.01
+
 # --- underfitting ------------------------------------------------------------------------------
 # A model that learned nothing from the text can still predict the train label prior, and scores its
 # entropy (MRPC, 68% positive: 0.627; a balanced binary task: ln 2 = 0.693; 3 balanced classes: ln 3 =
@@ -173,6 +179,30 @@ def check_overfitting(train_rows: Sequence[Row], val_rows: Sequence[Row]) -> Fin
             f"stop at the best epoch (epochs: {math.ceil(best_epoch)}) or add early_stopping_patience: 1;"
             " or raise weight_decay (e.g. 0.1)"
         )
+    return Finding(True, evidence, suggestion)
+
+
+def check_accuracy_gap(val_rows: Sequence[Row]) -> Finding:
+    """Train-sample accuracy far above validation while validation accuracy falls from its best."""
+    rows = [
+        (r, _num(r.get("train_sample_accuracy")), _num(r.get("val_accuracy")))
+        for r in val_rows
+        if math.isfinite(_num(r.get("train_sample_accuracy"))) and math.isfinite(_num(r.get("val_accuracy")))
+    ]
+    if len(rows) < 2:
+        return Finding(False)
+    last, train_acc, val_acc = rows[-1]
+    best_row, _, best = max(rows, key=lambda x: x[2])
+    gap = train_acc - val_acc
+    if gap < OVERFIT_ACC_GAP:
+        return Finding(False)
+    seen = f"train-sample accuracy {train_acc:.2f} against validation {val_acc:.2f} at {_where(last)}"
+    if val_acc > best - OVERFIT_ACC_DROP:
+        return Finding(False, f"{seen}, but validation accuracy is still at its best: not overfitting yet")
+    evidence = (
+        f"{seen} (a gap of {100 * gap:.0f} points) while validation accuracy fell from {best:.2f} at {_where(best_row)}"
+    )
+    suggestion = "stop earlier (early_stopping_patience: 2 with eval_steps) or regularise (weight_decay 0.1, dropout)"
     return Finding(True, evidence, suggestion)
 
 
@@ -372,6 +402,16 @@ def check_small_data(n_validation: int | None, train_counts: Mapping[str, int] |
 # --- public entry points -----------------------------------------------------------------------
 
 
+def overfitting(train_rows: Sequence[Row], val_rows: Sequence[Row]) -> Finding:
+    """Either symptom: the validation loss rising, or the train-sample accuracy pulling away."""
+    by_loss, by_gap = check_overfitting(train_rows, val_rows), check_accuracy_gap(val_rows)
+    if by_loss.flagged or not by_gap.evidence:
+        return by_loss
+    if by_gap.flagged:
+        return by_gap
+    return by_loss._replace(evidence="; ".join(e for e in (by_loss.evidence, by_gap.evidence) if e))
+
+
 def diagnose(
     train_rows: Sequence[Row],
     val_rows: Sequence[Row],
@@ -395,7 +435,7 @@ def diagnose(
         ),
         "unstable": check_unstable(train_rows, val_rows),
         "underfitting": check_underfitting(train_rows, prior),
-        "overfitting": check_overfitting(train_rows, val_rows),
+        "overfitting": overfitting(train_rows, val_rows),
         "small_data": check_small_data(n_validation, train_counts),
     }
     if findings["collapsed"].flagged and findings["underfitting"].flagged:

@@ -32,6 +32,7 @@ ENGINES = ("trainer", "accelerate")
 BEST_METRICS = ("f1", "accuracy", "loss")
 CLASS_WEIGHTS = ("none", "balanced")
 POOLINGS = ("cls", "mean")
+REPORTERS = ("none", "dvclive", "mlflow", "tensorboard", "wandb", "comet_ml", "clearml", "neptune", "trackio")
 
 
 # The names users bring from the HF Trainer and the run_glue examples, for a did-you-mean.
@@ -105,6 +106,9 @@ class Params:
     seed: int
     precision: str
     logging_steps: int
+    eval_steps: float | None
+    train_eval_rows: int
+    report_to: str
     group_by_length: bool
     freeze_embeddings: bool
     freeze_layers: int
@@ -153,6 +157,15 @@ RULES = {
     "max_grad_norm": (lambda v: v >= 0, "a float >= 0 (0 turns clipping off)"),
     "precision": (lambda v: v in PRECISIONS, PRECISIONS),
     "logging_steps": (lambda v: v >= 1, "an integer >= 1"),
+    "eval_steps": (
+        lambda v: v is None or v >= 0,
+        "empty or 0 (evaluate once per epoch), a fraction of the run below 1, or a step count >= 1",
+    ),
+    "train_eval_rows": (lambda v: v >= 0, "an integer >= 0 (0: no training-accuracy curve)"),
+    "report_to": (
+        lambda v: all(t in REPORTERS for t in v.replace(" ", "").split(",")),
+        f"none, or a comma list of {', '.join(REPORTERS[1:])}",
+    ),
     "freeze_layers": (lambda v: 0 <= v <= 48, "an integer >= 0: how many bottom encoder layers to freeze"),
     "dropout": (lambda v: v is None or 0 <= v < 1, "null (the checkpoint's own) or a float in [0, 1)"),
     "seed": (lambda v: 0 <= v < 2**32, "an integer from 0 to 2**32 - 1"),

@@ -17,7 +17,8 @@ PREDICTIONS = DATA / "predictions"  # evaluate: label names and class probabilit
 
 METRICS = Path("metrics")
 TRAIN_CURVE = METRICS / "curves" / "train.tsv"  # train: loss and lr per logging step
-EVAL_CURVE = METRICS / "curves" / "eval.tsv"  # train: validation scores per epoch
+EVAL_CURVE = METRICS / "curves" / "eval.tsv"  # train: validation and train-sample scores per evaluation
+PROGRESS = METRICS / "progress.json"  # train: the latest evaluation, rewritten while training runs
 TRAIN_METRICS = METRICS / "train.json"
 EVAL_METRICS = METRICS / "eval.json"
 TEST_METRICS = METRICS / "test.json"

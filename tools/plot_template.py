@@ -26,6 +26,9 @@ WRAPPER = """
       report[el] = {
         marks: svg ? svg.querySelectorAll("path, rect, line, circle, text").length : 0,
         data_marks: svg ? svg.querySelectorAll(DATA_MARKS).length : 0,
+        text_marks: svg ? svg.querySelectorAll(".mark-text text").length : 0,
+        width: svg ? Number(svg.getAttribute("width")) : 0,
+        axis_titles: svg ? Array.from(svg.querySelectorAll(".role-axis-title text")).map((t) => t.textContent) : [],
       };
       document.getElementById("render-report").textContent = JSON.stringify(report);
       return result;

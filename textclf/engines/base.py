@@ -1,9 +1,11 @@
 """What both engines take (a Job) and hand back (an Outcome), and how they stop on Ctrl-C."""
 
+import math
 import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from datasets import DatasetDict
 from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -90,5 +92,22 @@ def is_better(value: float, best: float | None, greater: bool) -> bool:
 
 
 def best_metric_key(p: Params) -> tuple[str, bool]:
-    """The log key that picks the best epoch, and whether greater is better."""
-    return f"eval_{p.metric_for_best_model}", p.metric_for_best_model != "loss"
+    """The log key that picks the best evaluation, and whether greater is better."""
+    return f"eval_validation_{p.metric_for_best_model}", p.metric_for_best_model != "loss"
+
+
+def eval_interval(eval_steps: float | None, total_steps: int) -> int | None:
+    """Optimizer steps between evaluations (None: once per epoch). Below 1, a fraction of the run, as the
+    Trainer reads it."""
+    if not eval_steps:
+        return None
+    return max(1, math.ceil(total_steps * eval_steps)) if eval_steps < 1 else int(eval_steps)
+
+
+def train_sample(train, rows: int, seed: int = 0):
+    """A fixed, seeded sample of train scored in eval mode at each evaluation, so the gap between train
+    and validation accuracy is a curve (the same rows in every run, whatever its `seed`)."""
+    if not rows:
+        return None
+    picked = np.sort(np.random.default_rng(seed).permutation(len(train))[: min(rows, len(train))])
+    return train.select(picked)

@@ -19,7 +19,16 @@ from torch.utils.data import DataLoader, RandomSampler
 from transformers import DataCollatorWithPadding, get_scheduler
 
 from textclf.console import Progress, eval_line
-from textclf.engines.base import EpochLengthSampler, Job, Outcome, best_metric_key, is_better
+from textclf.curves import write_progress
+from textclf.engines.base import (
+    EpochLengthSampler,
+    Job,
+    Outcome,
+    best_metric_key,
+    eval_interval,
+    is_better,
+    train_sample,
+)
 from textclf.files import atomic_dir
 from textclf.inference import length_order
 from textclf.metrics import scores_with_loss
@@ -53,11 +62,11 @@ def evaluate(accelerator: Accelerator, model, loader: DataLoader) -> dict:
             logits.append(lg.cpu())
             labels.append(lb.cpu())
     model.train()
-    return {f"eval_{k}": v for k, v in scores_with_loss(torch.cat(logits), torch.cat(labels)).items()}
+    return scores_with_loss(torch.cat(logits), torch.cat(labels))
 
 
-def out_of_patience(p: Params, epochs_without_gain: int) -> bool:
-    return bool(p.early_stopping_patience) and epochs_without_gain >= p.early_stopping_patience
+def out_of_patience(p: Params, evaluations_without_gain: int) -> bool:
+    return bool(p.early_stopping_patience) and evaluations_without_gain >= p.early_stopping_patience
 
 
 def window_file(folder: Path, rank: int) -> Path:
@@ -101,8 +110,14 @@ def train_with_accelerate(job: Job) -> Outcome:
     )
     collator = DataCollatorWithPadding(job.tokenizer)
     train_ds = data["train"].remove_columns(["idx"])
-    val = data["validation"].remove_columns(["idx"])
-    eval_loader = DataLoader(val.select(length_order(val)), batch_size=p.eval_batch_size, collate_fn=collator)
+    scored = {"validation": data["validation"], "train_sample": train_sample(data["train"], p.train_eval_rows)}
+    eval_loaders = {
+        name: DataLoader(
+            ds.remove_columns(["idx"]).select(length_order(ds)), batch_size=p.eval_batch_size, collate_fn=collator
+        )
+        for name, ds in scored.items()
+        if ds is not None
+    }
     # fused: one kernel for all parameters, as the Trainer's default optimizer (adamw_torch_fused)
     optimizer = torch.optim.AdamW(param_groups(model, p), lr=p.lr, fused=True)
     # Optimizer steps per epoch and process, counted as the prepared loader will shard the data.
@@ -110,7 +125,8 @@ def train_with_accelerate(job: Job) -> Outcome:
     steps_per_epoch = math.ceil(batches / p.grad_accum)
     total = steps_per_epoch * p.epochs
     scheduler = get_scheduler(p.lr_scheduler, optimizer, warmup_steps(p.warmup, total), total)
-    model, optimizer, eval_loader = accelerator.prepare(model, optimizer, eval_loader)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    eval_loaders = {name: accelerator.prepare(loader) for name, loader in eval_loaders.items()}
     accelerator.register_for_checkpointing(scheduler)  # stepped by hand, once per optimizer step
 
     metric, greater = best_metric_key(p)
@@ -132,8 +148,33 @@ def train_with_accelerate(job: Job) -> Outcome:
     best_dir = job.checkpoints / "step-best"
     start = time.perf_counter()
     progress = Progress(total, st["step"], enabled=accelerator.is_main_process)
+    every = eval_interval(p.eval_steps, total)  # None: once per epoch
+
+    def evaluate_here() -> None:
+        """Score the train sample and validation, log them, keep the best weights, checkpoint."""
+        scores = {}
+        for name in ("train_sample", "validation"):
+            if name in eval_loaders:
+                scores |= {f"eval_{name}_{k}": v for k, v in evaluate(accelerator, model, eval_loaders[name]).items()}
+        epoch = st["step"] / steps_per_epoch
+        st["log_history"].append({**scores, "epoch": epoch, "step": st["step"]})
+        better = is_better(scores[metric], st["best"], greater)
+        named = {k.removeprefix("eval_validation_"): v for k, v in scores.items()}
+        sample = scores.get("eval_train_sample_accuracy")
+        progress.say(eval_line(epoch, p.epochs, st["step"], total, named, progress.loss, better, sample))
+        if better:
+            st["best"], st["best_epoch"], st["bad"] = scores[metric], round(epoch, 4), 0
+            if accelerator.is_main_process:
+                with atomic_dir(best_dir) as tmp:  # a kill mid-save keeps the previous best intact
+                    accelerator.unwrap_model(model).save_pretrained(tmp)
+        else:
+            st["bad"] += 1
+        save_checkpoint(accelerator, job.checkpoints, st["step"], st, window)
+        if accelerator.is_main_process:
+            write_progress(st["log_history"], total, metric, greater, done=False)
+
     model.train()
-    # out_of_patience in the condition too: a run killed right after its stopping epoch stays stopped.
+    # out_of_patience in the condition too: a run killed right after its stopping evaluation stays stopped.
     while st["epoch"] < p.epochs and not out_of_patience(p, st["bad"]) and not interrupt.requested:
         loader = accelerator.prepare(train_loader(train_ds, p, collator, st["epoch"]))
         if st["batches_done"]:
@@ -156,36 +197,25 @@ def train_with_accelerate(job: Job) -> Outcome:
                 mean = accelerator.gather(torch.stack(window).mean()).mean().item()
                 progress.loss = mean
                 lr = scheduler.get_last_lr()[0]
-                row = {
-                    "loss": mean,
-                    "learning_rate": lr,
-                    "epoch": st["step"] / steps_per_epoch,
-                    "step": st["step"],
-                }
-                st["log_history"].append(row)
+                st["log_history"].append(
+                    {"loss": mean, "learning_rate": lr, "epoch": st["step"] / steps_per_epoch, "step": st["step"]}
+                )
                 window = []
             progress.step(st["step"])
+            if every and (st["step"] % every == 0 or st["step"] == total):
+                evaluate_here()
+                if out_of_patience(p, st["bad"]):
+                    break
             if interrupt.everywhere():
                 break
         if interrupt.requested:
             save_checkpoint(accelerator, job.checkpoints, st["step"], st, window)
             break
         st["epoch"], st["batches_done"] = st["epoch"] + 1, 0
-        scores = evaluate(accelerator, model, eval_loader)
-        st["log_history"].append({**scores, "epoch": float(st["epoch"]), "step": st["step"]})
-        better = is_better(scores[metric], st["best"], greater)
-        named = {k.removeprefix("eval_"): v for k, v in scores.items()}
-        progress.say(eval_line(st["epoch"], p.epochs, st["step"], total, named, progress.loss, better))
-        if better:
-            st["best"], st["best_epoch"], st["bad"] = scores[metric], float(st["epoch"]), 0
-            if accelerator.is_main_process:
-                with atomic_dir(best_dir) as tmp:  # a kill mid-save keeps the previous best intact
-                    accelerator.unwrap_model(model).save_pretrained(tmp)
-        else:
-            st["bad"] += 1
-        save_checkpoint(accelerator, job.checkpoints, st["step"], st, window)
+        if not every:
+            evaluate_here()
         if out_of_patience(p, st["bad"]):
-            progress.say(f"early stopping: no gain in {metric} for {st['bad']} epoch(s)")
+            progress.say(f"early stopping: no gain in {metric} for {st['bad']} evaluation(s)")
             break
     progress.close()
     accelerator.wait_for_everyone()

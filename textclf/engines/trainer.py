@@ -17,7 +17,16 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from textclf.console import Progress, eval_line
-from textclf.engines.base import EpochLengthSampler, Interrupt, Job, Outcome, best_metric_key, is_better
+from textclf.curves import write_progress
+from textclf.engines.base import (
+    EpochLengthSampler,
+    Interrupt,
+    Job,
+    Outcome,
+    best_metric_key,
+    is_better,
+    train_sample,
+)
 from textclf.inference import length_order
 from textclf.metrics import classification_metrics
 from textclf.model import param_groups, weighted_loss
@@ -32,6 +41,10 @@ def compute_metrics(pred: EvalPrediction) -> dict:
 
 def training_args(p: Params, precision: str, output_dir: Path) -> TrainingArguments:
     metric, greater = best_metric_key(p)
+    # Evaluate (and checkpoint, so the best evaluation's weights can be kept) every eval_steps, or once
+    # per epoch. The Trainer reads a value below 1 as a fraction of the run.
+    every = {"steps": p.eval_steps if p.eval_steps < 1 else int(p.eval_steps)} if p.eval_steps else {}
+    strategy = "steps" if p.eval_steps else "epoch"
     return TrainingArguments(
         output_dir=str(output_dir),
         learning_rate=p.lr,
@@ -45,20 +58,21 @@ def training_args(p: Params, precision: str, output_dir: Path) -> TrainingArgume
         max_grad_norm=p.max_grad_norm,
         seed=p.seed,
         **precision_args(precision),
-        eval_strategy="epoch",
-        save_strategy="epoch",
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        **{f"{kind}_steps": n for kind in ("eval", "save") for n in every.values()},
         # 2, not 1: with load_best_model_at_end the best is always kept, and at 1 the Trainer deletes the
         # latest checkpoint at the end of train(), also the one an interrupt has just saved.
         save_total_limit=2,
         restore_callback_states_from_checkpoint=True,  # early stopping's patience counter survives a resume
         load_best_model_at_end=True,
-        metric_for_best_model=metric,
+        metric_for_best_model=metric.removeprefix("eval_"),
         greater_is_better=greater,
         train_sampling_strategy="group_by_length" if p.group_by_length else "random",
         logging_strategy="steps",
         logging_steps=p.logging_steps,
         disable_tqdm=True,  # ReportProgress below prints instead
-        report_to="none",
+        report_to=[t.strip() for t in p.report_to.split(",")] if p.report_to != "none" else "none",
     )
 
 
@@ -87,10 +101,11 @@ class StopOnInterrupt(TrainerCallback):
 
 class ReportProgress(TrainerCallback):
     """A bar (terminal) or a line per tenth of the run (anything else), and one line per evaluation,
-    in place of the Trainer's own bar and dicts of numbers-as-strings."""
+    in place of the Trainer's own bar and dicts of numbers-as-strings; and at every evaluation the
+    curves and metrics/progress.json rewritten, so a running experiment shows its progress."""
 
     def __init__(self, p: Params) -> None:
-        self.p, self.progress, self.best = p, None, None
+        self.p, self.progress, self.best, self.sample = p, None, None, {}
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.progress = Progress(state.max_steps, state.global_step, enabled=state.is_world_process_zero)
@@ -103,13 +118,20 @@ class ReportProgress(TrainerCallback):
         self.progress.step(state.global_step)
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        metrics = metrics or {}
+        if "eval_train_sample_loss" in metrics:  # scored just before validation: keep for its line
+            self.sample = metrics
+            return
         key, greater = best_metric_key(self.p)
-        value = (metrics or {}).get(key)
+        value = metrics.get(key)
         best = value is not None and is_better(value, self.best, greater)
         self.best = value if best else self.best
-        scores = {k.removeprefix("eval_"): v for k, v in (metrics or {}).items()}
+        scores = {k.removeprefix("eval_validation_"): v for k, v in metrics.items()}
         where = (state.epoch, self.p.epochs, state.global_step, state.max_steps)
-        self.progress.say(eval_line(*where, scores, self.progress.loss, best))
+        sample = self.sample.get("eval_train_sample_accuracy")
+        self.progress.say(eval_line(*where, scores, self.progress.loss, best, sample))
+        if state.is_world_process_zero:
+            write_progress(state.log_history, state.max_steps, key, greater, done=False)
 
     def on_train_end(self, args, state, control, **kwargs):
         self.progress.close()
@@ -179,11 +201,15 @@ def train_with_trainer(job: Job) -> Outcome:
     if p.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=p.early_stopping_patience))
     validation = job.data["validation"]
+    evaluated = {"validation": validation.select(length_order(validation))}
+    sample = train_sample(job.data["train"], p.train_eval_rows)
+    if sample is not None:  # first, so that validation's line can show the train accuracy
+        evaluated = {"train_sample": sample.select(length_order(sample))} | evaluated
     trainer = PipelineTrainer(
         model=job.model,
         args=training_args(p, job.precision, job.checkpoints),
         train_dataset=job.data["train"],
-        eval_dataset=validation.select(length_order(validation)),
+        eval_dataset=evaluated,
         data_collator=DataCollatorWithPadding(job.tokenizer),
         processing_class=job.tokenizer,
         compute_metrics=compute_metrics,
@@ -197,7 +223,11 @@ def train_with_trainer(job: Job) -> Outcome:
     trainer.train(resume_from_checkpoint=str(job.resume) if job.resume else None)
     state = trainer.state
     best_epoch = next(
-        (r["epoch"] for r in state.log_history if r.get("step") == state.best_global_step and "eval_loss" in r),
+        (
+            r["epoch"]
+            for r in state.log_history
+            if r.get("step") == state.best_global_step and "eval_validation_loss" in r
+        ),
         None,
     )
     return Outcome(

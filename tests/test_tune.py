@@ -1,0 +1,171 @@
+"""textclf tune: an Optuna study whose trials are DVC experiments, on a tiny model and data. The space
+file is checked; trials show in `dvc exp show` with their sampled params; a refused trial is recorded
+as failed and the search goes on; a stopped search resumes without repeating finished trials; workers
+join one study through PostgreSQL (a real server, started here; skipped where none can be)."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_TRAIN, make_repo, run, tool_env, write_mrpc
+from textclf.errors import InputError
+from textclf.tune import load_space
+
+SPACE = "lr: {type: categorical, choices: [0.001, 5.0]}\nepochs: {type: int, low: 1, high: 2}\n"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("lerning_rate: {type: float, low: 1.0e-5, high: 1.0e-4}", "unknown param 'lerning_rate'. Did you mean 'lr'"),
+        ("lr: {type: float, low: 1.0e-4, high: 1.0e-5}", "'lr' has an empty range"),
+        ("lr: {type: float, low: 0, high: 1.0e-4, log: true}", "log scale, so low must be above 0"),
+        ("pooling: {type: categorical, choices: []}", "'pooling' has no choices"),
+        ("epochs: {type: integer, low: 1, high: 3}", "needs type: float, int or categorical"),
+        ("", "is empty"),
+    ],
+)
+def test_the_space_file_is_checked(tmp_path, text, message):
+    (tmp_path / "tune.yaml").write_text(text)
+    with pytest.raises(InputError, match=message):
+        load_space(tmp_path / "tune.yaml")
+
+
+def tiny_repo(base: Path, tiny_model: Path) -> Path:
+    data = write_mrpc(base / "mrpc")
+    repo = make_repo(base / "repo", {"dataset": str(data), "model": str(tiny_model), **TINY_TRAIN, "eval_steps": 0})
+    (repo / "tune.yaml").write_text(SPACE)
+    run(["git", "add", "tune.yaml"], repo)
+    run(["git", "commit", "-qm", "search space"], repo)
+    return repo
+
+
+def textclf(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "textclf.cli", "tune", "--no-prune", "--seed", "6", *args]
+    return subprocess.run(cmd, cwd=repo, env=tool_env(), capture_output=True, text=True, timeout=900)
+
+
+def trials(repo: Path, storage: str | None = None, study: str = "search") -> list:
+    import optuna
+
+    storage = storage or f"sqlite:///{repo / '.tune/studies.db'}"
+    return optuna.load_study(study_name=study, storage=storage).get_trials()
+
+
+def experiments(repo: Path) -> dict[str, dict]:
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    found = {}
+    for exp in [e for c in shown for e in c.get("experiments") or []]:
+        rev = exp["revs"][0]
+        found[rev.get("name") or exp.get("name")] = rev["data"]["params"]["params.yaml"]["data"]
+    return found
+
+
+def test_a_search_whose_trials_are_experiments_survives_failures_and_a_restart(tmp_path, tiny_model):
+    import optuna
+
+    repo = tiny_repo(tmp_path, tiny_model)
+    out = textclf(repo, "--trials", "3")
+    assert out.returncode == 0, out.stderr[-3000:]
+    recorded = trials(repo)
+    assert len(recorded) == 3 and all(t.state.is_finished() for t in recorded)
+    shown = experiments(repo)
+    for t in recorded:
+        assert t.user_attrs["experiment"] == f"search-{t.number}"
+        if t.params["lr"] == 5.0:  # lr 5 is refused by the pipeline: a failed trial, and the search went on
+            assert t.state == optuna.trial.TrialState.FAIL
+        else:
+            assert t.state == optuna.trial.TrialState.COMPLETE and 0 <= t.value <= 1
+            params = shown[f"search-{t.number}"]
+            assert float(params["lr"]) == t.params["lr"] and int(params["epochs"]) == t.params["epochs"]
+    assert {t.state for t in recorded} == {optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE}
+    assert "dvc exp apply search-" in out.stdout and (repo / ".tune/search-history.html").exists()
+
+    # Stop a longer search once a fourth trial has finished, then start it again: it completes the
+    # study without running any finished trial again.
+    cmd = [sys.executable, "-m", "textclf.cli", "tune", "--no-prune", "--seed", "6", "--trials", "6"]
+    proc = subprocess.Popen(cmd, cwd=repo, env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while sum(t.state.is_finished() for t in trials(repo)) < 4:
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-2000:]
+        time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=300)
+    out = textclf(repo, "--trials", "6")
+    assert out.returncode == 0, out.stderr[-3000:]
+    recorded = trials(repo)
+    assert sum(t.state.is_finished() for t in recorded) >= 6
+    names = [name for name in experiments(repo) if name.startswith("search-")]
+    assert len(names) == len(set(names))  # no trial's experiment was run twice
+    assert "search-0" in names
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def postgres(tmp_path):
+    """A PostgreSQL server of Debian's package on a free local port, for this test only."""
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    if not bins or not (bins[-1] / "initdb").exists():
+        pytest.skip("no PostgreSQL server installed (Debian package postgresql)")
+    # The server refuses to run as root: as root, run it as Debian's postgres user, in a folder that user
+    # can reach (pytest's temporary folders are private to root).
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    base = Path(tempfile.mkdtemp(prefix="textclf-pg-"))
+    bin_dir, data, port = bins[-1], base / "data", free_port()
+    data.mkdir()
+    if as_user:
+        shutil.chown(base, "postgres")
+        shutil.chown(data, "postgres")
+    subprocess.run(
+        [*as_user, bin_dir / "initdb", "-D", data, "-U", "postgres", "--auth=trust"], check=True, capture_output=True
+    )
+    opts = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    # The server outlives pg_ctl: its output goes to a log file, not to a pipe this test would wait on.
+    start = [*as_user, bin_dir / "pg_ctl", "-D", data, "-o", opts, "-l", base / "log", "-w", "start"]
+    subprocess.run(start, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        subprocess.run(
+            [bin_dir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna"], check=True
+        )
+        yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
+    finally:
+        subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_workers_in_two_clones_join_one_study_through_postgresql(tmp_path, tiny_model, postgres):
+    first = tiny_repo(tmp_path / "a", tiny_model)
+    second = tmp_path / "b" / "repo"
+    run(["git", "clone", "-q", str(first), str(second)], tmp_path)
+    (second / "tune.yaml").write_text("lr: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}\n")
+    (first / "tune.yaml").write_text("lr: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}\n")
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "textclf.cli", "tune", "--no-prune", "--trials", "3", "--storage", postgres],
+            cwd=repo, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for repo in (first, second)
+    ]  # fmt: skip
+    for proc in runs:
+        out, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, err[-3000:]
+    recorded = trials(first, storage=postgres)
+    assert sum(t.state.is_finished() for t in recorded) >= 3
+    numbers = [t.number for t in recorded]
+    assert len(numbers) == len(set(numbers))
+    worked = {repo: [n for n in experiments(repo) if n.startswith("search-")] for repo in (first, second)}
+    assert sum(len(v) for v in worked.values()) == len(recorded)  # each trial ran in one of the clones
