@@ -67,8 +67,7 @@ def main() -> None:
         test_rows=len(logits.get("test", [])),
     )  # fmt: skip
     with writing(MODEL), atomic_dir(MODEL) as tmp:
-        for path in TRAINED.iterdir():
-            shutil.copy2(path, tmp / path.name)
+        shutil.copytree(TRAINED, tmp, dirs_exist_ok=True)
         (tmp / CARD_FILE).write_text(card)
     print(f"evaluate: {MODEL} holds the model and its card ({MODEL / CARD_FILE})")
 

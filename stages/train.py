@@ -8,6 +8,7 @@ run has the same params and data, and output the best epoch's model by `metric_f
 
 import shutil
 import sys
+from datetime import UTC, datetime
 
 import torch
 from datasets import DatasetDict, load_from_disk
@@ -21,7 +22,7 @@ from textclf.engines.base import Interrupt, Job, Outcome, best_metric_key
 from textclf.engines.loop import train_with_accelerate
 from textclf.engines.trainer import train_with_trainer
 from textclf.files import atomic_dir, read_json, write_json, writing
-from textclf.model import check_labels, class_weights, load_model
+from textclf.model import check_labels, class_weights, load_model, plain
 from textclf.params import Params, ensure_unchanged, load_params
 from textclf.paths import (
     CHECKPOINTS,
@@ -36,7 +37,7 @@ from textclf.precision import resolve_precision
 from textclf.security import warn_remote_code
 
 
-def train_summary(p: Params, precision: str, out: Outcome, n_train: int, epochs_run: float) -> dict:
+def train_summary(p: Params, precision: str, out: Outcome, n_train: int, epochs_run: float, started: str) -> dict:
     train_rows = curves(out.log_history)[0]
     return {
         "train_loss": train_rows[-1]["train_loss"] if train_rows else None,
@@ -53,17 +54,25 @@ def train_summary(p: Params, precision: str, out: Outcome, n_train: int, epochs_
         "engine": p.engine,
         "precision": precision,
         "resumed_from": out.resumed_from,
+        "started_at": started,  # UTC, when this process began (after a resume: the resumed part)
+        "finished_at": utc_now(),
     }
 
 
-def write_outputs(p: Params, precision: str, out: Outcome, tokenizer, n_train: int) -> None:
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def write_outputs(p: Params, precision: str, out: Outcome, tokenizer, n_train: int, started: str) -> None:
     _, val_rows = write_progress(out.log_history, out.global_step, *best_metric_key(p), done=True)
     epochs_run = val_rows[-1]["epoch"] if val_rows else 0
-    write_json(TRAIN_METRICS, train_summary(p, precision, out, n_train, epochs_run))
+    write_json(TRAIN_METRICS, train_summary(p, precision, out, n_train, epochs_run, started))
     source = read_json(SOURCE)
     with atomic_dir(TRAINED) as tmp:
         # save_pretrained, not trainer.save_model: the latter adds training_args.bin, a pickle file.
-        out.model.save_pretrained(tmp)
+        if p.peft != "none":  # the adapter alone too (small, for peft users), then the merged model
+            out.model.save_pretrained(tmp / "adapter")
+        plain(out.model).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         # What a user of the model needs besides the weights: which columns to read, the labels, the
         # truncation length. `textclf predict` reads it; no params.yaml needed.
@@ -72,6 +81,7 @@ def write_outputs(p: Params, precision: str, out: Outcome, tokenizer, n_train: i
 
 
 def main() -> None:
+    started = utc_now()
     p = load_params()
     precision = resolve_precision(p.precision)
     data: DatasetDict = load_from_disk(str(TOKENIZED))
@@ -116,7 +126,7 @@ def main() -> None:
     if out.is_main:
         ensure_unchanged("train")
         with writing(TRAINED):
-            write_outputs(p, precision, out, tokenizer, len(data["train"]))
+            write_outputs(p, precision, out, tokenizer, len(data["train"]), started)
         shutil.rmtree(CHECKPOINTS, ignore_errors=True)  # the run is complete: nothing left to resume
 
 

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+from textclf.errors import InputError
 from textclf.files import sha256_file, write_text_atomic
 from textclf.params import Params, as_dict
 from textclf.paths import PRETRAINED, TOKENIZED
@@ -15,7 +16,8 @@ TRAIN_KEYS = [
     "lr", "epochs", "batch_size", "weight_decay", "warmup", "lr_scheduler", "grad_accum", "max_grad_norm",
     "seed", "precision", "group_by_length", "freeze_embeddings", "freeze_layers", "dropout", "engine",
     "early_stopping_patience", "metric_for_best_model", "logging_steps", "class_weights", "pooling",
-    "head_lr_scale", "layer_lr_decay", "eval_steps", "train_eval_rows",
+    "head_lr_scale", "layer_lr_decay", "eval_steps", "train_eval_rows", "peft", "lora_r", "lora_alpha",
+    "lora_dropout", "lora_targets", "gradient_checkpointing",
 ]  # fmt: skip
 
 
@@ -60,10 +62,17 @@ def prepare_checkpoints(folder: Path, run_id: str, is_main: bool) -> Path | None
     """Return the newest complete checkpoint of this same run, or None; wipe checkpoints of other runs."""
     stamp = folder / "run.json"
     if read_stamp(stamp) != run_id:
-        if is_main:
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(stamp, json.dumps({"fingerprint": run_id}))
+        if not is_main:
+            # The main process has just written this stamp (the caller waits for it): not seeing it means
+            # this process runs on another machine that does not share the folder.
+            raise InputError(
+                f"{folder} as the main process left it is not visible to this process (another node?). "
+                "A multi-node run needs data/checkpoints on a file system every node shares (NFS, Lustre, ...); "
+                "link it there: ln -s /shared/path/checkpoints data/checkpoints"
+            )
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(stamp, json.dumps({"fingerprint": run_id}))
         return None
     if is_main:
         remove_partial(folder)

@@ -71,7 +71,48 @@ def load_model(
         model.get_input_embeddings().weight.requires_grad_(False)
     if p.freeze_layers:
         freeze_bottom_layers(model, p.freeze_layers, freeze_embeddings=p.freeze_embeddings)
+    if p.gradient_checkpointing:
+        # Non-reentrant: it also works when the layers below carry no gradient (frozen embeddings).
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if p.peft == "lora":
+        model = with_lora(model, p)
     return model
+
+
+def with_lora(model: torch.nn.Module, p: Params) -> torch.nn.Module:
+    """Low-rank adapters (peft) on the `lora_targets` modules of the layers above `freeze_layers`; the
+    new head trains in full. Everything else stays as pretrained."""
+    try:
+        from peft import LoraConfig, TaskType, get_peft_model
+    except ImportError:
+        raise InputError("peft: lora needs the peft package: pip install -e '.[lora]'") from None
+    layers = len(getattr(getattr(model.base_model, "encoder", None), "layer", []))
+    head = [name for name in ("classifier", "score", "pre_classifier", "pooler") if find_module(model, name)]
+    config = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=p.lora_r,
+        lora_alpha=p.lora_alpha,
+        lora_dropout=p.lora_dropout,
+        target_modules=p.lora_targets,
+        layers_to_transform=list(range(p.freeze_layers, layers)) if layers and p.freeze_layers else None,
+        modules_to_save=head,
+    )
+    try:
+        adapted = get_peft_model(model, config)
+    except ValueError as e:  # no module of that name
+        raise InputError(f"lora_targets: {e}") from None
+    adapted.accepts_loss_kwargs = False  # as for the plain model (see load_model)
+    return adapted
+
+
+def find_module(model: torch.nn.Module, name: str) -> bool:
+    return any(n == name or n.endswith(f".{name}") for n, _ in model.named_modules())
+
+
+def plain(model: torch.nn.Module) -> torch.nn.Module:
+    """The model to save: LoRA adapters merged into the weights, so that evaluate, predict and a plain
+    from_pretrained load it as an ordinary classifier."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
 def freeze_bottom_layers(model: torch.nn.Module, n: int, freeze_embeddings: bool) -> None:

@@ -32,6 +32,7 @@ ENGINES = ("trainer", "accelerate")
 BEST_METRICS = ("f1", "accuracy", "loss")
 CLASS_WEIGHTS = ("none", "balanced")
 POOLINGS = ("cls", "mean")
+PEFTS = ("none", "lora")
 REPORTERS = ("none", "dvclive", "mlflow", "tensorboard", "wandb", "comet_ml", "clearml", "neptune", "trackio")
 
 
@@ -114,6 +115,12 @@ class Params:
     freeze_layers: int
     dropout: float | None
     pooling: str
+    peft: str
+    lora_r: int
+    lora_alpha: float
+    lora_dropout: float
+    lora_targets: list[str]
+    gradient_checkpointing: bool
     head_lr_scale: float
     layer_lr_decay: float
     engine: str
@@ -174,6 +181,11 @@ RULES = {
     "metric_for_best_model": (lambda v: v in BEST_METRICS, BEST_METRICS),
     "class_weights": (lambda v: v in CLASS_WEIGHTS, CLASS_WEIGHTS),
     "pooling": (lambda v: v in POOLINGS, POOLINGS),
+    "peft": (lambda v: v in PEFTS, PEFTS),
+    "lora_r": (lambda v: 1 <= v <= 1024, "an integer from 1 to 1024: the rank of the LoRA matrices"),
+    "lora_alpha": (lambda v: v > 0, "a number > 0: LoRA's scale is lora_alpha / lora_r"),
+    "lora_dropout": (lambda v: 0 <= v < 1, "a float in [0, 1)"),
+    "lora_targets": (lambda v: len(v) >= 1, "a list of module names to adapt, e.g. [query, value]"),
     "head_lr_scale": (lambda v: 0 < v <= 1000, "a factor in (0, 1000]: the new head's lr is lr times this"),
     "layer_lr_decay": (
         lambda v: 0 < v <= 1,

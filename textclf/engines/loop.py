@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from datasets import Dataset
+from safetensors.torch import load_model, save_model
 from torch.utils.data import DataLoader, RandomSampler
 from transformers import DataCollatorWithPadding, get_scheduler
 
@@ -166,7 +167,7 @@ def train_with_accelerate(job: Job) -> Outcome:
             st["best"], st["best_epoch"], st["bad"] = scores[metric], round(epoch, 4), 0
             if accelerator.is_main_process:
                 with atomic_dir(best_dir) as tmp:  # a kill mid-save keeps the previous best intact
-                    accelerator.unwrap_model(model).save_pretrained(tmp)
+                    save_model(accelerator.unwrap_model(model), str(tmp / "model.safetensors"))
         else:
             st["bad"] += 1
         save_checkpoint(accelerator, job.checkpoints, st["step"], st, window)
@@ -221,9 +222,7 @@ def train_with_accelerate(job: Job) -> Outcome:
     accelerator.wait_for_everyone()
     final = accelerator.unwrap_model(model)
     if not interrupt.requested and best_dir.exists():
-        from safetensors.torch import load_file
-
-        final.load_state_dict(load_file(best_dir / "model.safetensors"))
+        load_model(final, str(best_dir / "model.safetensors"))
     return Outcome(
         model=final,
         log_history=st["log_history"],

@@ -72,6 +72,8 @@ def training_args(p: Params, precision: str, output_dir: Path) -> TrainingArgume
         logging_strategy="steps",
         logging_steps=p.logging_steps,
         disable_tqdm=True,  # ReportProgress below prints instead
+        gradient_checkpointing=p.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if p.gradient_checkpointing else None,
         report_to=[t.strip() for t in p.report_to.split(",")] if p.report_to != "none" else "none",
     )
 

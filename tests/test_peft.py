@@ -1,0 +1,65 @@
+"""Bigger models on small machines: LoRA (through peft) and gradient checkpointing, in both engines, on
+the tiny model. The saved LoRA model is an ordinary classifier (adapters merged): evaluate, predict and
+a plain from_pretrained load it and predict what the trained model predicted."""
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from tests.conftest import copy_work, read, stage_run
+from tests.test_params import defaults
+from textclf.model import load_model, plain
+from textclf.params import parse_params
+
+ENGINES = ["trainer", "accelerate"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_lora_trains_few_weights_and_saves_a_plain_classifier(prepared, tmp_path, engine):
+    pytest.importorskip("peft", reason="the lora extra is not installed (pip install -e '.[lora]')")
+    work = copy_work(prepared, tmp_path / engine)
+    out = stage_run(work, "train", engine=engine, peft="lora", lora_r=4, lr=5e-3, epochs=1, freeze_layers=0)
+    assert "train: engine" in out.stdout
+    trained = work / "data/trained"
+    assert (trained / "adapter/adapter_config.json").exists()  # the adapter alone, for peft users
+    model = AutoModelForSequenceClassification.from_pretrained(trained).eval()  # merged: a plain classifier
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    stage_run(work, "evaluate")
+    assert 0 <= read(work, "metrics/eval.json")["accuracy"] <= 1
+
+
+def test_lora_adapts_only_the_targets_and_merging_keeps_the_predictions(prepared, tmp_path, monkeypatch):
+    pytest.importorskip("peft", reason="the lora extra is not installed (pip install -e '.[lora]')")
+    monkeypatch.chdir(prepared)
+    p = parse_params(defaults() | {"peft": "lora", "lora_r": 4, "freeze_layers": 1, "dropout": 0.0})
+    torch.manual_seed(0)
+    model = load_model(p, ["no", "yes"])
+    trainable = [n for n, w in model.named_parameters() if w.requires_grad]
+    assert trainable and all("lora_" in n or "classifier" in n or "pooler" in n for n in trainable), trainable
+    assert not [n for n in trainable if "layer.0." in n]  # the frozen bottom layer gets no adapter
+    with torch.no_grad():  # give the adapters weight, so that merging has something to merge
+        for name, w in model.named_parameters():
+            if "lora_B" in name:
+                w.normal_(0, 0.1)
+    tokenizer = AutoTokenizer.from_pretrained("data/pretrained")
+    batch = tokenizer(["a short one", "and another sentence here"], ["b", "c d"], padding=True, return_tensors="pt")
+    model.eval()
+    with torch.no_grad():
+        adapted = model(**batch).logits
+        merged = plain(model).eval()
+        assert torch.allclose(merged(**batch).logits, adapted, atol=1e-4)
+    merged.save_pretrained(tmp_path / "saved")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "saved").eval()
+    with torch.no_grad():
+        assert torch.allclose(reloaded(**batch).logits, adapted, atol=1e-4)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_gradient_checkpointing_gives_the_same_training(prepared, tmp_path, engine):
+    runs = []
+    for checkpointing in (False, True):
+        work = copy_work(prepared, tmp_path / f"{engine}-{checkpointing}")
+        stage_run(work, "train", engine=engine, epochs=1, gradient_checkpointing=checkpointing, precision="fp32")
+        runs.append([row.split("\t")[2] for row in read(work, "metrics/curves/train.tsv")[1:]])
+    # Recomputing activations in the backward pass changes the memory, not the arithmetic.
+    assert [float(x) for x in runs[0]] == pytest.approx([float(x) for x in runs[1]], rel=1e-4)
