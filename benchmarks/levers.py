@@ -83,13 +83,19 @@ def carve(data: Path, out: Path, holdout: int) -> dict:
     return {"train": len(rows) - len(held), "holdout": len(held)}
 
 
-def stage(work: Path, name: str) -> float:
+def stage(work: Path, name: str) -> tuple[float, float]:
+    """Run one stage: its wall seconds and its peak resident memory in MB (the kernel's count for that
+    process alone, through wait4)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=work, env=env, capture_output=True, text=True)
-    if out.returncode != 0:
-        sys.exit(f"levers: stages.{name} failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
-    return time.perf_counter() - start
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen([sys.executable, "-m", f"stages.{name}"], cwd=work, env=env, stdout=log, stderr=log)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            log.seek(0)
+            sys.exit(f"levers: stages.{name} failed:\n{log.read()[-4000:]}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
 
 
 def write_params(work: Path, base: dict, overrides: dict) -> None:
@@ -114,7 +120,7 @@ def recipe_run(data: Path, name: str, seed: int, tmp: Path) -> dict:
 
 def one_run(work: Path, base: dict, name: str, overrides: dict, seed: int) -> dict:
     write_params(work, base, overrides | {"seed": seed})
-    wall = stage(work, "train")
+    wall, peak_mb = stage(work, "train")
     stage(work, "evaluate")
     read = lambda f: json.loads((work / "metrics" / f).read_text())  # noqa: E731
     val, test, train = read("eval.json"), read("test.json"), read("train.json")
@@ -123,7 +129,7 @@ def one_run(work: Path, base: dict, name: str, overrides: dict, seed: int) -> di
         "val_f1": val["f1"], "val_accuracy": val["accuracy"], "val_loss": val["loss"],
         "holdout_f1": test["f1"], "holdout_accuracy": test["accuracy"],
         "train_runtime_s": train["train_runtime_s"], "train_process_s": round(wall, 1),
-        "best_epoch": train["best_epoch"],
+        "best_epoch": train["best_epoch"], "train_peak_rss_mb": round(peak_mb),
     }  # fmt: skip
 
 
@@ -136,9 +142,9 @@ def report(runs: list[dict], names: list[str]) -> str:
     first = names[0]
     by = {(r["setting"], r["seed"]): r for r in runs}
     lines = [
-        f"| setting | n | val F1 | held-out F1 | val acc | held-out acc | train() s | "
+        f"| setting | n | val F1 | held-out F1 | val acc | held-out acc | train() s | train peak MB | "
         f"val F1 - {first} (paired) | held-out F1 - {first} (paired) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in names:
         mine = [r for r in runs if r["setting"] == name]
@@ -147,6 +153,8 @@ def report(runs: list[dict], names: list[str]) -> str:
         pairs = [(r, by[(first, r["seed"])]) for r in mine if (first, r["seed"]) in by]
         cols = [spread([r[k] for r in mine]) for k in ("val_f1", "holdout_f1", "val_accuracy", "holdout_accuracy")]
         cols.append(f"{statistics.mean(r['train_runtime_s'] for r in mine):.1f}")
+        peaks = [r["train_peak_rss_mb"] for r in mine if "train_peak_rss_mb" in r]
+        cols.append(f"{statistics.mean(peaks):.0f}" if peaks else "")
         for k in ("val_f1", "holdout_f1"):
             cols.append(spread([a[k] - b[k] for a, b in pairs]) if name != first else "")
         lines.append(f"| {name} | {len(mine)} | " + " | ".join(cols) + " |")

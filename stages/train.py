@@ -44,6 +44,8 @@ def train_summary(p: Params, precision: str, out: Outcome, n_train: int, epochs_
         # Time of this process only: after a resume it does not cover the epochs run before, so
         # a throughput would be wrong; it is left out (null) then.
         "train_runtime_s": round(out.train_seconds, 1),
+        # of which scoring validation and the train sample (eval_steps, train_eval_rows) took
+        "evaluation_s": round(sum(v for r in out.log_history for k, v in r.items() if is_eval_runtime(k)), 2),
         "train_samples_per_s": None
         if out.resumed_from or not out.train_seconds
         else round(n_train * epochs_run / out.train_seconds, 1),
@@ -57,6 +59,10 @@ def train_summary(p: Params, precision: str, out: Outcome, n_train: int, epochs_
         "started_at": started,  # UTC, when this process began (after a resume: the resumed part)
         "finished_at": utc_now(),
     }
+
+
+def is_eval_runtime(key: str) -> bool:
+    return key.startswith("eval_") and key.endswith("_runtime")
 
 
 def utc_now() -> str:

@@ -73,7 +73,10 @@ def load_model(
         freeze_bottom_layers(model, p.freeze_layers, freeze_embeddings=p.freeze_embeddings)
     if p.gradient_checkpointing:
         # Non-reentrant: it also works when the layers below carry no gradient (frozen embeddings).
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.24 renamed it
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if p.peft == "lora":
         model = with_lora(model, p)
     return model

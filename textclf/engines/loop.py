@@ -156,7 +156,9 @@ def train_with_accelerate(job: Job) -> Outcome:
         scores = {}
         for name in ("train_sample", "validation"):
             if name in eval_loaders:
+                began = time.perf_counter()
                 scores |= {f"eval_{name}_{k}": v for k, v in evaluate(accelerator, model, eval_loaders[name]).items()}
+                scores[f"eval_{name}_runtime"] = round(time.perf_counter() - began, 4)  # as the Trainer logs it
         epoch = st["step"] / steps_per_epoch
         st["log_history"].append({**scores, "epoch": epoch, "step": st["step"]})
         better = is_better(scores[metric], st["best"], greater)

@@ -72,10 +72,15 @@ def training_args(p: Params, precision: str, output_dir: Path) -> TrainingArgume
         logging_strategy="steps",
         logging_steps=p.logging_steps,
         disable_tqdm=True,  # ReportProgress below prints instead
-        gradient_checkpointing=p.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if p.gradient_checkpointing else None,
+        **checkpointing_args(p.gradient_checkpointing),
         report_to=[t.strip() for t in p.report_to.split(",")] if p.report_to != "none" else "none",
     )
+
+
+def checkpointing_args(on: bool) -> dict:
+    """Activation (gradient) checkpointing under the name this transformers knows: 5.24 renamed it."""
+    name = "activation" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ else "gradient"
+    return {f"{name}_checkpointing": on, f"{name}_checkpointing_kwargs": {"use_reentrant": False} if on else None}
 
 
 class StopOnInterrupt(TrainerCallback):
