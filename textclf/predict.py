@@ -240,8 +240,10 @@ class Predictor:
         from transformers import AutoTokenizer
 
         from textclf.console import quiet_libraries
+        from textclf.heads import register
 
         quiet_libraries()  # no "Loading weights" bar
+        register()  # the tokenizer reads config.json: a mean-pooled model's type must be known (else a warning)
         self.task, self.batch_size, self.backend = task, batch_size, backend
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if backend == "torch":
