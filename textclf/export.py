@@ -15,6 +15,7 @@ import torch
 
 from textclf.errors import InputError
 from textclf.files import atomic_dir, write_json
+from textclf.inference import length_order
 from textclf.metrics import classification_metrics
 from textclf.paths import CARD_FILE, TASK_FILE
 
@@ -80,6 +81,9 @@ def agreement(model, tokenizer, folder: Path, split, names: list[str]) -> dict:
         kind: ort.InferenceSession(str(folder / f), providers=["CPUExecutionProvider"])
         for kind, f in (("onnx_fp32", "model.onnx"), ("onnx_int8", "model.int8.onnx"))
     }
+    # Batched as `textclf predict` batches (rows of similar length together): dynamic int8 quantization
+    # scales each batch's activations by their range, padding included, so its predictions depend on it.
+    split = split.select(length_order(split))
     predicted: dict[str, list] = {"torch_fp32": [], **{k: [] for k in sessions}}
     for batch in batches(split, tokenizer, names):
         with torch.no_grad():
