@@ -130,6 +130,7 @@ def one_run(work: Path, base: dict, name: str, overrides: dict, seed: int) -> di
         "holdout_f1": test["f1"], "holdout_accuracy": test["accuracy"],
         "train_runtime_s": train["train_runtime_s"], "train_process_s": round(wall, 1),
         "best_epoch": train["best_epoch"], "train_peak_rss_mb": round(peak_mb),
+        "evaluation_s": train.get("evaluation_s"),
     }  # fmt: skip
 
 
