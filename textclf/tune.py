@@ -283,7 +283,8 @@ def tune(
                     done, running = wait(running, timeout=30, return_when=FIRST_COMPLETED)
                     for future in done:
                         future.result()
-                    say(f"{finished(study)} of {trials} trials finished")
+                    if done:  # a line when a trial ends, not at every 30-second wait
+                        say(f"{finished(study)} of {trials} trials finished")
             except KeyboardInterrupt:
                 search.stopping.set()
                 say("stopped; running trials go on in DVC's queue, and the next `textclf tune` picks them up")
