@@ -169,3 +169,20 @@ def test_workers_in_two_clones_join_one_study_through_postgresql(tmp_path, tiny_
     assert len(numbers) == len(set(numbers))
     worked = {repo: [n for n in experiments(repo) if n.startswith("search-")] for repo in (first, second)}
     assert sum(len(v) for v in worked.values()) == len(recorded)  # each trial ran in one of the clones
+
+
+def test_a_running_trial_reports_its_evaluations_to_the_pruner(tmp_path, tiny_model):
+    """The search follows a trial while it runs (its mirrored progress file), not only once it ended:
+    `dvc queue start` once held tune's output pipe until its worker exited, so no evaluation reached
+    the study and nothing could be pruned."""
+    data = write_mrpc(tmp_path / "mrpc")
+    params = {"dataset": str(data), "model": str(tiny_model), **TINY_TRAIN, "eval_steps": 0.2}
+    repo = make_repo(tmp_path / "repo", params)
+    (repo / "tune.yaml").write_text("lr: {type: categorical, choices: [0.001]}\n")
+    run(["git", "add", "tune.yaml"], repo)
+    run(["git", "commit", "-qm", "search space"], repo)
+    cmd = [sys.executable, "-m", "textclf.cli", "tune", "--seed", "6", "--trials", "1"]
+    out = subprocess.run(cmd, cwd=repo, env=tool_env(), capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (trial,) = trials(repo)
+    assert trial.state.name == "COMPLETE" and trial.intermediate_values, trial

@@ -16,6 +16,7 @@ import math
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -99,6 +100,17 @@ def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return out
 
 
+def start_workers(jobs: int) -> None:
+    """`dvc queue start`, its output to a file, not a pipe: the worker it spawns inherits the command's
+    output, and reading a pipe would wait for that worker to exit, i.e. for the queue to empty (then a
+    trial's progress could only be seen after it ended, and nothing was ever pruned)."""
+    with tempfile.TemporaryFile("w+") as log:
+        code = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], stdout=log, stderr=log).returncode
+        if code != 0:
+            log.seek(0)
+            raise RuntimeError(f"dvc queue start failed: {log.read().strip()[-500:]}")
+
+
 def setting(value) -> str:
     """A value as `-S` takes it (YAML flow: lists as [a, b])."""
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
@@ -151,7 +163,7 @@ class Search:
             settings = [x for k, v in values.items() for x in ("-S", f"{k}={setting(v)}")]
             dvc("exp", "run", "--queue", "-n", name, *settings)
             # Queue workers leave when the queue is empty, so each new trial makes sure they run.
-            dvc("queue", "start", "-j", str(self.jobs))
+            start_workers(self.jobs)
         try:
             state = self.follow(trial, name)
         except Stopped:
@@ -219,7 +231,7 @@ def finish_recovered(search: Search, trial, name: str) -> None:
     import optuna
 
     if queue_status().get(name) == "Queued":  # stopped before a worker took it
-        dvc("queue", "start", "-j", str(search.jobs))
+        start_workers(search.jobs)
     try:
         state = search.follow(trial, name) if queue_status().get(name) in ("Queued", "Running") else "Success"
     except Stopped:
@@ -289,8 +301,12 @@ def tune(
                 search.stopping.set()
                 say("stopped; running trials go on in DVC's queue, and the next `textclf tune` picks them up")
                 raise
-    finally:
+    except BaseException:
+        # Only when stopped early: the workers finish their running trials and leave. A normal end needs
+        # no stop (workers leave once the queue is empty), and a stop sent when no worker is left stays
+        # in DVC's queue and ends the next `dvc queue start` worker after its first experiment.
         dvc("queue", "stop", check=False)
+        raise
     write_plots(study)
     return study
 
