@@ -17,7 +17,7 @@ from transformers import AutoTokenizer, set_seed
 from stages import run_stage
 from textclf.checkpoints import fingerprint, prepare_checkpoints, remove_partial
 from textclf.columns import label_ids
-from textclf.curves import curves, write_progress
+from textclf.curves import curves, evaluation_seconds, write_progress
 from textclf.engines.base import Interrupt, Job, Outcome, best_metric_key
 from textclf.engines.loop import train_with_accelerate
 from textclf.engines.trainer import train_with_trainer
@@ -45,7 +45,7 @@ def train_summary(p: Params, precision: str, out: Outcome, n_train: int, epochs_
         # a throughput would be wrong; it is left out (null) then.
         "train_runtime_s": round(out.train_seconds, 1),
         # of which scoring validation and the train sample (eval_steps, train_eval_rows) took
-        "evaluation_s": round(sum(v for r in out.log_history for k, v in r.items() if is_eval_runtime(k)), 2),
+        "evaluation_s": evaluation_seconds(out.log_history),
         "train_samples_per_s": None
         if out.resumed_from or not out.train_seconds
         else round(n_train * epochs_run / out.train_seconds, 1),
@@ -59,10 +59,6 @@ def train_summary(p: Params, precision: str, out: Outcome, n_train: int, epochs_
         "started_at": started,  # UTC, when this process began (after a resume: the resumed part)
         "finished_at": utc_now(),
     }
-
-
-def is_eval_runtime(key: str) -> bool:
-    return key.startswith("eval_") and key.endswith("_runtime")
 
 
 def utc_now() -> str:

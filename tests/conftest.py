@@ -4,6 +4,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -213,3 +214,10 @@ def copy_work(prepared: Path, dest: Path) -> Path:
 def read(work: Path, name: str):
     text = (work / name).read_text()
     return json.loads(text) if name.endswith(".json") else text.splitlines()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -54,6 +54,19 @@ def test_lora_adapts_only_the_targets_and_merging_keeps_the_predictions(prepared
         assert torch.allclose(reloaded(**batch).logits, adapted, atol=1e-4)
 
 
+def test_gradient_checkpointing_is_switched_on_by_the_model_set_up(tiny_model):
+    """load_model turns it on, for both engines (the Trainer is not asked to do it again)."""
+
+    def checkpointing(on: bool) -> bool:
+        p = parse_params(defaults() | {"gradient_checkpointing": on, "freeze_layers": 1})
+        model = load_model(p, ["a", "b"], pretrained=tiny_model)
+        if hasattr(model, "is_activation_checkpointing"):  # transformers 5.24 renamed the flag
+            return model.is_activation_checkpointing
+        return model.is_gradient_checkpointing
+
+    assert checkpointing(True) and not checkpointing(False)
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_gradient_checkpointing_gives_the_same_training(prepared, tmp_path, engine):
     runs = []

@@ -5,7 +5,6 @@ launchers at once; a cluster job's hand-run stages saved as an experiment."""
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_TRAIN, make_repo, run, set_params, tool_env, write_mrpc
+from tests.conftest import TINY_TRAIN, free_port, make_repo, run, set_params, tool_env, write_mrpc
 from textclf.checkpoints import prepare_checkpoints
 from textclf.errors import InputError
 
@@ -80,12 +79,6 @@ def test_the_run_cache_spares_a_teammate_training_that_was_done(tmp_path, tiny_m
     assert "Stage 'train' is cached" in out.stdout, out.stdout
     first_model = (first / "data/trained/model.safetensors").read_bytes()
     assert (second / "data/trained/model.safetensors").read_bytes() == first_model
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_TRAIN, make_repo, run, tool_env, write_mrpc
+from tests.conftest import TINY_TRAIN, free_port, make_repo, run, tool_env, write_mrpc
 from textclf.errors import InputError
 from textclf.tune import load_space
 
@@ -107,12 +106,6 @@ def test_a_search_whose_trials_are_experiments_survives_failures_and_a_restart(t
     names = [name for name in experiments(repo) if name.startswith("search-")]
     assert len(names) == len(set(names))  # no trial's experiment was run twice
     assert "search-0" in names
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

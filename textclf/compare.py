@@ -12,6 +12,7 @@ import io
 import json
 import math
 import subprocess
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -167,10 +168,7 @@ def same_rows(found: list[Experiment]) -> tuple[list[Experiment], list[Experimen
     def key(e: Experiment) -> bytes:
         return e.labels.tobytes() + bytes([e.num_labels])
 
-    counts: dict[bytes, int] = {}
-    for e in found:
-        counts[key(e)] = counts.get(key(e), 0) + 1
-    common = max(counts, key=counts.get)
+    common = Counter(map(key, found)).most_common(1)[0][0]
     return [e for e in found if key(e) == common], [e for e in found if key(e) != common]
 
 

@@ -43,6 +43,12 @@ def curves(log_history: list[dict]) -> tuple[list[dict], list[dict]]:
     return train, evals
 
 
+def evaluation_seconds(log_history: list[dict]) -> float:
+    """Seconds spent scoring validation and the train sample: each evaluation's `eval_<set>_runtime`."""
+    runtimes = (v for r in log_history for k, v in r.items() if k.startswith("eval_") and k.endswith("_runtime"))
+    return round(sum(runtimes), 2)
+
+
 def write_curves(log_history: list[dict]) -> tuple[list[dict], list[dict]]:
     train, evals = curves(log_history)
     write_text_atomic(TRAIN_CURVE, to_tsv(train, TRAIN_COLUMNS))

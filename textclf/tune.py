@@ -94,21 +94,17 @@ def dimension(path: Path, name: str, spec: dict) -> Dimension:
 
 
 def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    out = subprocess.run(["dvc", *args], capture_output=True, text=True)
+    """Run a dvc command and return its output. Read through files, not pipes: `dvc queue start` spawns
+    workers that inherit its output, and reading a pipe would wait for them to exit, i.e. for the queue
+    to empty (a trial's progress was then seen only after it ended, and nothing was ever pruned)."""
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        code = subprocess.run(["dvc", *args], stdout=stdout, stderr=stderr).returncode
+        stdout.seek(0)
+        stderr.seek(0)
+        out = subprocess.CompletedProcess(["dvc", *args], code, stdout.read(), stderr.read())
     if check and out.returncode != 0:
         raise RuntimeError(f"dvc {' '.join(args)} failed: {(out.stderr or out.stdout).strip()[-500:]}")
     return out
-
-
-def start_workers(jobs: int) -> None:
-    """`dvc queue start`, its output to a file, not a pipe: the worker it spawns inherits the command's
-    output, and reading a pipe would wait for that worker to exit, i.e. for the queue to empty (then a
-    trial's progress could only be seen after it ended, and nothing was ever pruned)."""
-    with tempfile.TemporaryFile("w+") as log:
-        code = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], stdout=log, stderr=log).returncode
-        if code != 0:
-            log.seek(0)
-            raise RuntimeError(f"dvc queue start failed: {log.read().strip()[-500:]}")
 
 
 def setting(value) -> str:
@@ -163,7 +159,7 @@ class Search:
             settings = [x for k, v in values.items() for x in ("-S", f"{k}={setting(v)}")]
             dvc("exp", "run", "--queue", "-n", name, *settings)
             # Queue workers leave when the queue is empty, so each new trial makes sure they run.
-            start_workers(self.jobs)
+            dvc("queue", "start", "-j", str(self.jobs))
         try:
             state = self.follow(trial, name)
         except Stopped:
@@ -231,7 +227,7 @@ def finish_recovered(search: Search, trial, name: str) -> None:
     import optuna
 
     if queue_status().get(name) == "Queued":  # stopped before a worker took it
-        start_workers(search.jobs)
+        dvc("queue", "start", "-j", str(search.jobs))
     try:
         state = search.follow(trial, name) if queue_status().get(name) in ("Queued", "Running") else "Success"
     except Stopped:

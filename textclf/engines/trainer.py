@@ -43,8 +43,8 @@ def training_args(p: Params, precision: str, output_dir: Path) -> TrainingArgume
     metric, greater = best_metric_key(p)
     # Evaluate (and checkpoint, so the best evaluation's weights can be kept) every eval_steps, or once
     # per epoch. The Trainer reads a value below 1 as a fraction of the run.
-    every = {"steps": p.eval_steps if p.eval_steps < 1 else int(p.eval_steps)} if p.eval_steps else {}
     strategy = "steps" if p.eval_steps else "epoch"
+    steps = (p.eval_steps if p.eval_steps < 1 else int(p.eval_steps)) if p.eval_steps else None
     return TrainingArguments(
         output_dir=str(output_dir),
         learning_rate=p.lr,
@@ -60,7 +60,7 @@ def training_args(p: Params, precision: str, output_dir: Path) -> TrainingArgume
         **precision_args(precision),
         eval_strategy=strategy,
         save_strategy=strategy,
-        **{f"{kind}_steps": n for kind in ("eval", "save") for n in every.values()},
+        **({"eval_steps": steps, "save_steps": steps} if steps else {}),
         # 2, not 1: with load_best_model_at_end the best is always kept, and at 1 the Trainer deletes the
         # latest checkpoint at the end of train(), also the one an interrupt has just saved.
         save_total_limit=2,
@@ -72,15 +72,8 @@ def training_args(p: Params, precision: str, output_dir: Path) -> TrainingArgume
         logging_strategy="steps",
         logging_steps=p.logging_steps,
         disable_tqdm=True,  # ReportProgress below prints instead
-        **checkpointing_args(p.gradient_checkpointing),
         report_to=[t.strip() for t in p.report_to.split(",")] if p.report_to != "none" else "none",
     )
-
-
-def checkpointing_args(on: bool) -> dict:
-    """Activation (gradient) checkpointing under the name this transformers knows: 5.24 renamed it."""
-    name = "activation" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ else "gradient"
-    return {f"{name}_checkpointing": on, f"{name}_checkpointing_kwargs": {"use_reentrant": False} if on else None}
 
 
 class StopOnInterrupt(TrainerCallback):
