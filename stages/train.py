@@ -22,6 +22,8 @@ from textclf.engines.base import Interrupt, Job, Outcome, best_metric_key
 from textclf.engines.loop import train_with_accelerate
 from textclf.engines.trainer import train_with_trainer
 from textclf.files import atomic_dir, read_json, write_json, writing
+from textclf.frozen import AUTOCAST, report_frozen_cache
+from textclf.frozen import fill as fill_frozen_cache
 from textclf.model import check_labels, class_weights, load_model, plain
 from textclf.params import Params, ensure_unchanged, load_params
 from textclf.paths import (
@@ -111,7 +113,9 @@ def main() -> None:
         print(f"train: resuming from {resume} (same params and data as the interrupted run)", flush=True)
     interrupt = Interrupt()
     set_seed(p.seed)
-    model = load_model(p, label_names, say=print if state.is_main_process else None)
+    say = print if state.is_main_process else None
+    model = load_model(p, label_names, say=say).to(state.device)
+    cache_s = fill_frozen_cache(model, [data["train"], data["validation"]], p.eval_batch_size, AUTOCAST[precision], say)
     job = Job(p, precision, data, tokenizer, model, CHECKPOINTS, resume, interrupt, weights)
     try:
         with writing(CHECKPOINTS):
@@ -121,6 +125,8 @@ def main() -> None:
             remove_partial(CHECKPOINTS)
         raise
     out.resumed_from = str(resume) if resume else None
+    out.train_seconds += cache_s  # train_runtime_s counts filling the frozen-layer cache
+    report_frozen_cache(model, say)
     if out.interrupted:
         print(f"train: stopped at step {out.global_step}; checkpoint kept in {CHECKPOINTS}.", flush=True)
         print("train: run `dvc repro` (or `dvc exp run`) again to resume.", flush=True)

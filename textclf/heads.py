@@ -41,6 +41,7 @@ class MeanPooledBertForSequenceClassification(BertPreTrainedModel):
         rate = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(rate)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.frozen_bottom = None  # set for training by textclf.frozen.attach: the frozen layers, cached
         self.post_init()
 
     def forward(
@@ -51,7 +52,8 @@ class MeanPooledBertForSequenceClassification(BertPreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
-        hidden = self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+        encode = self.frozen_bottom.encode if self.frozen_bottom is not None else self.encode
+        hidden = encode(input_ids, attention_mask, token_type_ids)
         if attention_mask is None:
             pooled = hidden.mean(dim=1)
         else:
@@ -60,6 +62,9 @@ class MeanPooledBertForSequenceClassification(BertPreTrainedModel):
         logits = self.classifier(self.dropout(pooled))
         loss = nn.functional.cross_entropy(logits.float(), labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def encode(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
+        return self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
 
 
 def register() -> None:

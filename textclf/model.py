@@ -11,6 +11,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from textclf.console import describe_load, without_load_report
 from textclf.errors import InputError
+from textclf.frozen import attach as attach_frozen_cache
 from textclf.heads import classifier_class
 from textclf.params import Params
 from textclf.paths import PRETRAINED
@@ -79,6 +80,7 @@ def load_model(
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if p.peft == "lora":
         model = with_lora(model, p)
+    attach_frozen_cache(model, p.frozen_cache_gb)  # filled by the train stage (textclf.frozen.fill)
     return model
 
 
