@@ -102,8 +102,9 @@ def interrupt_mid_epoch(work: Path) -> str:
 @pytest.mark.parametrize("engine", ["trainer", "accelerate"])
 def test_ctrl_c_mid_epoch_then_resume_is_byte_identical(prepared, tmp_path, engine):
     # The defaults that matter here: group_by_length (batches from a shuffled length-grouped order) and
-    # a logging window that the interrupt cuts in two (5 steps; 20 steps per epoch).
-    params = {"engine": engine, "epochs": 4, "logging_steps": 5, "group_by_length": True}
+    # a logging window that the interrupt cuts in two (5 steps; 20 steps per epoch). Also: the moving
+    # average of the weights (ema), which the resumed run must continue from the checkpoint's.
+    params = {"engine": engine, "epochs": 4, "logging_steps": 5, "group_by_length": True, "ema": 0.9}
     whole = copy_work(prepared, tmp_path / "whole")
     stage_run(whole, "train", **params)
     cut = copy_work(prepared, tmp_path / "cut")

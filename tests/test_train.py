@@ -325,3 +325,20 @@ def test_dropout_reaches_the_model(prepared, tmp_path, monkeypatch):
     model = load_model(load_params(), ["not_equivalent", "equivalent"])
     rates = [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)]
     assert len(rates) == 1 + 2 * 3 + 1 and set(rates) == {0.0}  # embeddings, 3 per layer, classifier
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_ema_evaluates_and_keeps_the_averaged_weights(prepared, tmp_path, engine):
+    runs = {}
+    for ema in (0, 0.9):
+        work = copy_work(prepared, tmp_path / f"{engine}-{ema}")
+        stage_run(work, "train", engine=engine, ema=ema, eval_steps=0)
+        stage_run(work, "evaluate")
+        runs[ema] = [read(work, f"metrics/{name}") for name in ("curves/eval.tsv", "eval.json", "train.json")]
+    curves, scores, train = runs[0.9]
+    assert curves != runs[0][0]  # the evaluations saw other weights than the step's own
+    header, *rows = [r.split("\t") for r in curves]
+    best = next(dict(zip(header, r, strict=True)) for r in rows if float(r[1]) == train["best_epoch"])
+    # The saved model is the one that was evaluated: the average at the best evaluation.
+    assert float(best["val_accuracy"]) == pytest.approx(scores["accuracy"])
+    assert float(best["val_loss"]) == pytest.approx(scores["loss"], abs=2e-3)

@@ -16,7 +16,7 @@ TRAIN_KEYS = [
     "lr", "epochs", "batch_size", "weight_decay", "warmup", "lr_scheduler", "grad_accum", "max_grad_norm",
     "seed", "precision", "group_by_length", "freeze_embeddings", "freeze_layers", "dropout", "engine",
     "early_stopping_patience", "metric_for_best_model", "logging_steps", "class_weights", "pooling",
-    "head_lr_scale", "layer_lr_decay", "eval_steps", "train_eval_rows", "peft", "lora_r", "lora_alpha",
+    "head_lr_scale", "layer_lr_decay", "ema", "eval_steps", "train_eval_rows", "peft", "lora_r", "lora_alpha",
     "lora_dropout", "lora_targets", "gradient_checkpointing",
 ]  # fmt: skip
 

@@ -122,6 +122,7 @@ class Params:
     lora_targets: list[str]
     gradient_checkpointing: bool
     frozen_cache_gb: float
+    ema: float
     head_lr_scale: float
     layer_lr_decay: float
     engine: str
@@ -187,6 +188,7 @@ RULES = {
     "lora_alpha": (lambda v: v > 0, "a number > 0: LoRA's scale is lora_alpha / lora_r"),
     "lora_dropout": (lambda v: 0 <= v < 1, "a float in [0, 1)"),
     "lora_targets": (lambda v: len(v) >= 1, "a list of module names to adapt, e.g. [query, value]"),
+    "ema": (lambda v: 0 <= v < 1, "a decay in [0, 1), e.g. 0.99 (0 turns weight averaging off)"),
     "frozen_cache_gb": (lambda v: v >= 0, "a number of GiB >= 0 (0 turns the frozen-layer cache off)"),
     "head_lr_scale": (lambda v: 0 < v <= 1000, "a factor in (0, 1000]: the new head's lr is lr times this"),
     "layer_lr_decay": (

@@ -10,6 +10,7 @@ import json
 import math
 import shutil
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from safetensors.torch import load_model, save_model
 from torch.utils.data import DataLoader, RandomSampler
 from transformers import DataCollatorWithPadding, get_scheduler
 
+from textclf.averaging import WeightAverage, averaging
 from textclf.console import Progress, eval_line
 from textclf.curves import write_progress
 from textclf.engines.base import (
@@ -74,7 +76,14 @@ def window_file(folder: Path, rank: int) -> Path:
     return folder / f"loss_window_{rank}.json"
 
 
-def save_checkpoint(accelerator: Accelerator, folder: Path, step: int, state: dict, window: list[torch.Tensor]) -> None:
+def save_checkpoint(
+    accelerator: Accelerator,
+    folder: Path,
+    step: int,
+    state: dict,
+    window: list[torch.Tensor],
+    average: WeightAverage | None,
+) -> None:
     """Write to tmp-N and rename to step-N when complete, so a kill never leaves a partial checkpoint.
 
     Each process also saves the losses of its steps since the last logged train loss, so that a
@@ -86,6 +95,8 @@ def save_checkpoint(accelerator: Accelerator, folder: Path, step: int, state: di
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / "loop_state.json").write_text(json.dumps(state))
+        if average is not None:
+            average.save(tmp)
         shutil.rmtree(final, ignore_errors=True)  # the same step saved before (epoch end, then Ctrl-C)
         tmp.rename(final)
         # Older ones go only now, so at every moment one complete checkpoint exists.
@@ -126,6 +137,7 @@ def train_with_accelerate(job: Job) -> Outcome:
     steps_per_epoch = math.ceil(batches / p.grad_accum)
     total = steps_per_epoch * p.epochs
     scheduler = get_scheduler(p.lr_scheduler, optimizer, warmup_steps(p.warmup, total), total)
+    average = averaging(model, p.ema)  # before prepare: the names without DDP's "module."
     model, optimizer = accelerator.prepare(model, optimizer)
     eval_loaders = {name: accelerator.prepare(loader) for name, loader in eval_loaders.items()}
     accelerator.register_for_checkpointing(scheduler)  # stepped by hand, once per optimizer step
@@ -146,6 +158,8 @@ def train_with_accelerate(job: Job) -> Outcome:
         st = json.loads((resume / "loop_state.json").read_text())
         saved = window_file(resume, accelerator.process_index)
         window = [torch.tensor(x) for x in json.loads(saved.read_text())] if saved.exists() else []
+        if average is not None:
+            average.load(resume)
     best_dir = job.checkpoints / "step-best"
     start = time.perf_counter()
     progress = Progress(total, st["step"], enabled=accelerator.is_main_process)
@@ -153,6 +167,13 @@ def train_with_accelerate(job: Job) -> Outcome:
 
     def evaluate_here() -> None:
         """Score the train sample and validation, log them, keep the best weights, checkpoint."""
+        with average.swapped() if average is not None else nullcontext():
+            score_and_keep()
+        save_checkpoint(accelerator, job.checkpoints, st["step"], st, window, average)
+        if accelerator.is_main_process:
+            write_progress(st["log_history"], total, metric, greater, done=False)
+
+    def score_and_keep() -> None:
         scores = {}
         for name in ("train_sample", "validation"):
             if name in eval_loaders:
@@ -172,9 +193,6 @@ def train_with_accelerate(job: Job) -> Outcome:
                     save_model(accelerator.unwrap_model(model), str(tmp / "model.safetensors"))
         else:
             st["bad"] += 1
-        save_checkpoint(accelerator, job.checkpoints, st["step"], st, window)
-        if accelerator.is_main_process:
-            write_progress(st["log_history"], total, metric, greater, done=False)
 
     model.train()
     # out_of_patience in the condition too: a run killed right after its stopping evaluation stays stopped.
@@ -196,6 +214,8 @@ def train_with_accelerate(job: Job) -> Outcome:
                 continue
             scheduler.step()
             st["step"] += 1
+            if average is not None:
+                average.update()
             if st["step"] % p.logging_steps == 0:
                 mean = accelerator.gather(torch.stack(window).mean()).mean().item()
                 progress.loss = mean
@@ -212,7 +232,7 @@ def train_with_accelerate(job: Job) -> Outcome:
             if interrupt.everywhere():
                 break
         if interrupt.requested:
-            save_checkpoint(accelerator, job.checkpoints, st["step"], st, window)
+            save_checkpoint(accelerator, job.checkpoints, st["step"], st, window, average)
             break
         st["epoch"], st["batches_done"] = st["epoch"] + 1, 0
         if not every:

@@ -16,6 +16,7 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from textclf.averaging import averaging
 from textclf.console import Progress, eval_line
 from textclf.curves import write_progress
 from textclf.engines.base import (
@@ -137,6 +138,16 @@ class ReportProgress(TrainerCallback):
         self.progress.close()
 
 
+class UpdateAverage(TrainerCallback):
+    """`ema`: the average moves after each optimizer step (before that step's evaluation)."""
+
+    def __init__(self, average) -> None:
+        self.average = average
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.average.update()
+
+
 class PipelineTrainer(Trainer):
     """The Trainer with three changes:
     - a class-weighted loss while training, when class weights are given (evaluation keeps the plain
@@ -144,7 +155,9 @@ class PipelineTrainer(Trainer):
     - length-grouped batches in an order fixed by the seed and epoch (EpochLengthSampler), so a run
       resumed mid-epoch trains on the same batches as an uninterrupted one;
     - the train loss accumulated since the last log is saved with each checkpoint and restored on
-      resume, so the resumed run's curve has the same values as the uninterrupted run's.
+      resume, so the resumed run's curve has the same values as the uninterrupted run's;
+    - with `ema`, evaluation (and so the choice of the best checkpoint) runs on the averaged weights,
+      which each checkpoint saves beside the live ones (textclf.averaging).
     """
 
     loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides it by grad_accum itself
@@ -152,6 +165,15 @@ class PipelineTrainer(Trainer):
     def __init__(self, *args, pipeline_params: Params, class_weights=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.pipeline_params, self.class_weights = pipeline_params, class_weights
+        self.average = averaging(self.model, pipeline_params.ema)
+        if self.average is not None:
+            self.add_callback(UpdateAverage(self.average))
+
+    def evaluate(self, *args, **kwargs):
+        if self.average is None:
+            return super().evaluate(*args, **kwargs)
+        with self.average.swapped():
+            return super().evaluate(*args, **kwargs)
 
     def create_optimizer(self, model=None):
         # Per-group learning rates (head_lr_scale, layer_lr_decay); the defaults keep the Trainer's own.
@@ -178,6 +200,8 @@ class PipelineTrainer(Trainer):
         super()._save_rng_state(output_dir)
         window = {"loss_sum": self._tr_loss.item(), "last_logged_step": self._globalstep_last_logged}
         self._loss_window_file(output_dir).write_text(json.dumps(window))
+        if self.average is not None and self.args.should_save:
+            self.average.save(Path(output_dir))
 
     def _load_rng_state(self, checkpoint) -> None:
         super()._load_rng_state(checkpoint)
@@ -186,6 +210,8 @@ class PipelineTrainer(Trainer):
             window = json.loads(saved.read_text())
             self._tr_loss = torch.tensor(window["loss_sum"], device=self.args.device)
             self._globalstep_last_logged = window["last_logged_step"]
+        if self.average is not None and checkpoint:
+            self.average.load(Path(checkpoint))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.class_weights is None or not model.training:
@@ -222,6 +248,8 @@ def train_with_trainer(job: Job) -> Outcome:
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(job.resume) if job.resume else None)
     state = trainer.state
+    if trainer.average is not None and state.best_model_checkpoint and not job.interrupt.requested:
+        trainer.average.apply(Path(state.best_model_checkpoint))  # the best evaluation's averaged weights
     best_epoch = next(
         (
             r["epoch"]
