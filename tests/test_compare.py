@@ -60,3 +60,11 @@ def test_a_difference_of_two_rows_is_called_noise():
         b.append(Experiment(e.name + "'", e.rev, {**e.params, "lr": 5e-5}, e.metrics, predicted, e.labels, 2))
     text = report(groups(a + b))
     assert "| lr=0.0001 | 2 |" in text and "could be noise" in text, text
+
+
+def test_group_names_round_floats_but_never_merge_groups():
+    rng = np.random.default_rng(0)
+    found = [exp("a", 0.00027188506067054577, 1, 0.8, rng), exp("b", 0.00027211, 1, 0.8, rng)]
+    found.append(exp("c", 5.421486078581555e-05, 1, 0.8, rng))
+    assert list(groups(found)) == ["lr=0.0002719", "lr=0.0002721", "lr=5.421e-05"]  # 3 digits would merge a, b
+    assert list(groups(found[1:])) == ["lr=0.000272", "lr=5.42e-05"]

@@ -84,12 +84,20 @@ def groups(found: list[Experiment]) -> dict[str, list[Experiment]]:
         by_key.setdefault(group_key(exp.params), []).append(exp)
     keys = list(by_key)
     differing = sorted({k for key in keys for k, v in key if any(dict(other).get(k) != v for other in keys)})
-    named = {}
-    for key, members in by_key.items():
-        values = dict(key)
-        label = ", ".join(f"{k}={json.loads(values[k])}" for k in differing if k in values) or "all"
-        named[label] = members
+    for digits in (3, 4, 6, 17):  # floats as short as they can be while every group keeps its own name
+        named = {}
+        for key, members in by_key.items():
+            values = dict(key)
+            shown = [f"{k}={short(json.loads(values[k]), digits)}" for k in differing if k in values]
+            named[", ".join(shown) or "all"] = members
+        if len(named) == len(by_key):
+            break
     return named
+
+
+def short(value, digits: int):
+    """A float to `digits` significant digits (a search's lr=0.00027188506067054577: 0.000272)."""
+    return f"{value:.{digits}g}" if isinstance(value, float) else value
 
 
 def f1_scores(predicted: np.ndarray, labels: np.ndarray, num_labels: int) -> np.ndarray:
