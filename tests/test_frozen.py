@@ -130,3 +130,14 @@ def test_detach_frees_the_cache_and_counts_what_it_served(tiny_model):
     train(model)
     assert detach(model) == (sum(map(len, BATCHES)), 0)
     assert model.frozen_bottom is None
+
+
+def test_a_full_cache_keeps_the_shortest_rows_and_stops(tiny_model):
+    cached = model_for(tiny_model, frozen_cache_gb=1500 / 1024**3)  # two short rows: 5 and 6 tokens x 32 x 4 bytes
+    assert cached.frozen_bottom.full and len(cached.frozen_bottom.rows) == 2
+    losses = train(cached)  # every batch has a longer row: the whole model runs
+    assert cached.frozen_bottom.served == 0 and cached.frozen_bottom.missed == sum(map(len, BATCHES))
+    assert losses == pytest.approx(train(model_for(tiny_model, frozen_cache_gb=0)), rel=1e-5)
+    with torch.no_grad():
+        cached.eval()(**batch([2, 0]))
+    assert cached.frozen_bottom.served == 2

@@ -33,6 +33,7 @@ class FrozenBottom:
         self.bert, self.layers, self.max_bytes = bert, layers, max_bytes
         self.rows: dict[bytes, torch.Tensor] = {}
         self.bytes = 0
+        self.full = False
         self.served = self.missed = 0  # rows of forward passes that did / did not find their vectors
 
     def encode(
@@ -54,13 +55,15 @@ class FrozenBottom:
         return run_layers(self.bert, hidden, attention_mask, self.bert.encoder.layer[self.layers :])
 
     def fill(self, rows: list[dict], batch_size: int, autocast: torch.dtype | None) -> int:
-        """Run the bottom over these tokenized rows (input_ids, token_type_ids), longest last, in batches
-        of `batch_size`, under the autocast the training runs in; keep each new row while the cap allows.
-        Returns how many rows are kept."""
+        """Run the bottom over these tokenized rows (input_ids, token_type_ids), shortest first, in
+        batches of `batch_size`, under the autocast the training runs in; keep each new row until the cap
+        is reached, and stop there. Returns how many rows are kept."""
         device = next(self.bert.parameters()).device
         pad = self.bert.config.pad_token_id or 0
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
         for start in range(0, len(order), batch_size):
+            if self.full:
+                break  # full: the longer rows left run the whole model
             picked = [rows[i] for i in order[start : start + batch_size]]
             ids = pad_sequence([torch.tensor(r["input_ids"]) for r in picked], batch_first=True, padding_value=pad)
             types = [torch.tensor(r.get("token_type_ids") or [0] * len(r["input_ids"])) for r in picked]
@@ -74,8 +77,11 @@ class FrozenBottom:
             for j, key in enumerate(keys):
                 vectors = hidden[j, : len(picked[j]["input_ids"])]
                 size = vectors.numel() * vectors.element_size()
-                if key in self.rows or self.bytes + size > self.max_bytes:
+                if key in self.rows:
                     continue
+                if self.bytes + size > self.max_bytes:
+                    self.full = True
+                    break
                 self.rows[key] = vectors.clone()
                 self.bytes += size
         return len(self.rows)
