@@ -19,12 +19,27 @@ def test_the_average_follows_each_step_at_its_rate():
     start = net[1].weight.detach().clone()
     with torch.no_grad():
         net[1].weight.add_(1.0)
-    average.update()  # step 1: rate min(0.5, 2/11)
-    rate = 2 / 11
-    assert torch.allclose(average.average["1.weight"], rate * start + (1 - rate) * (start + 1))
+    average.update()  # step 1: rate min(0.5, 1/2): the mean of the start and step 1
+    assert torch.allclose(average.average["1.weight"], start + 0.5)
+    with torch.no_grad():
+        net[1].weight.add_(1.0)
+    average.update()  # step 2: rate min(0.5, 2/3) = 0.5
+    assert torch.allclose(average.average["1.weight"], 0.5 * (start + 0.5) + 0.5 * (start + 2))
     for _ in range(50):
-        average.update()  # the rate reaches 0.5: the average closes in on the weights
-    assert torch.allclose(average.average["1.weight"], start + 1, atol=1e-6)
+        average.update()  # the average closes in on the weights it keeps seeing
+    assert torch.allclose(average.average["1.weight"], start + 2, atol=1e-6)
+
+
+def test_until_the_window_fills_the_average_is_the_plain_mean():
+    net = model()
+    average = WeightAverage(net, ema=0.99)
+    seen = [net[1].weight.detach().clone()]
+    for _ in range(5):
+        with torch.no_grad():
+            net[1].weight.mul_(1.5)
+        seen.append(net[1].weight.detach().clone())
+        average.update()
+    assert torch.allclose(average.average["1.weight"], torch.stack(seen).mean(0), atol=1e-6)
 
 
 def test_swapped_lends_the_average_and_gives_the_weights_back():

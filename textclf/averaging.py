@@ -2,9 +2,9 @@
 instead of the weights of the last step.
 
 After every optimizer step each trained weight's average moves towards it: avg = ema * avg + (1 - ema)
-* w, so it spans about 1 / (1 - ema) steps (ema 0.99: the last ~100). Early in the run the average
-follows the weights more closely (its rate is min(ema, (1 + t) / (10 + t)) at step t), so that the
-fresh head's random start has left it by the first evaluation. Both engines evaluate, pick the best
+* w, so it spans about 1 / (1 - ema) steps (ema 0.99: the last ~100). Until the run has made that
+many steps it is the plain mean of all of them (the rate at step t is min(ema, t / (t + 1))), so the
+starting weights weigh no more than any step's. Both engines evaluate, pick the best
 evaluation and save the model with the averaged weights swapped in, and keep the live weights (what the
 optimizer goes on training) in their checkpoints beside the average (average.safetensors), so that a
 resumed run continues both exactly.
@@ -31,7 +31,7 @@ class WeightAverage:
     @torch.no_grad()
     def update(self) -> None:
         self.steps += 1
-        rate = min(self.ema, (1 + self.steps) / (10 + self.steps))
+        rate = min(self.ema, self.steps / (self.steps + 1))
         for name, w in self.weights.items():
             self.average[name].mul_(rate).add_(w.detach().float(), alpha=1 - rate)
 
