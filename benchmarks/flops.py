@@ -4,8 +4,8 @@
    (tokens x hidden @ hidden x hidden, hidden x intermediate, intermediate x hidden), timed on this
    machine with torch's own kernels: the most a training step could get from these cores.
 2. The train stage's achieved FLOP/s: the floating-point work of the run it last did (counted from
-   the tokenized rows actually trained on, the layers that ran forward and backward, and the
-   evaluations), divided by its train() time (metrics/train.json).
+   the tokenized rows actually trained on, the layers that ran forward and backward, the frozen-layer
+   cache's fill, and the evaluations), divided by its train() time (metrics/train.json).
 
     python benchmarks/flops.py [--workdir .]      # after a run, in its workspace
 """
@@ -57,24 +57,42 @@ def run_flops(work: Path) -> tuple[float, float, dict]:
     lengths = np.array([len(x) for x in data["train"]["input_ids"]])
     mean_len = float(lengths.mean())
     per_token = layer_flops_per_token(h, inter, mean_len)
-    trained = layers - int(params["freeze_layers"])
-    # Forward through every layer; backward (twice the forward's work) through the trained ones only.
+    frozen = int(params["freeze_layers"])
+    trained = layers - frozen
+    # With the frozen-layer cache (textclf/frozen.py) the frozen layers run once per train and validation
+    # row before training; every step and evaluation then runs only the layers above them.
+    cached = frozen_cache_on(params)
+    forward = trained if cached else layers
+    fill_tokens = (lengths.sum() + sum(len(x) for x in data["validation"]["input_ids"])) if cached else 0
+    # Forward through `forward` layers; backward (twice the forward's work) through the trained ones only.
     step_tokens = lengths.sum() * float(train["epochs_run"])
-    train_flops = step_tokens * per_token * (layers + 2 * trained)
+    train_flops = step_tokens * per_token * (forward + 2 * trained) + fill_tokens * per_token * frozen
     evals = len((work / "metrics/curves/eval.tsv").read_text().splitlines()) - 1
     eval_rows = len(data["validation"]) + min(int(params.get("train_eval_rows") or 0), len(data["train"]))
     eval_tokens = evals * eval_rows * mean_len
-    eval_flops = eval_tokens * per_token * layers
+    eval_flops = eval_tokens * per_token * forward
     details = {
         "train_tokens": int(step_tokens),
         "mean_length": round(mean_len, 1),
         "layers": layers,
         "trained_layers": trained,
+        "frozen_layer_cache": cached,
         "evaluations": evals,
         "train_tflop": round(train_flops / 1e12, 2),
         "eval_tflop": round(eval_flops / 1e12, 2),
     }
     return train_flops + eval_flops, float(train["train_runtime_s"]), details
+
+
+def frozen_cache_on(params: dict) -> bool:
+    """Whether the run's params let the train stage cache its frozen layers (textclf.frozen.attach)."""
+    return bool(
+        float(params.get("frozen_cache_gb") or 0) > 0
+        and params.get("pooling") == "mean"
+        and params.get("dropout") in (0, 0.0)
+        and params.get("freeze_embeddings")
+        and int(params["freeze_layers"]) > 0
+    )
 
 
 def main() -> None:
