@@ -149,7 +149,7 @@ class UpdateAverage(TrainerCallback):
 
 
 class PipelineTrainer(Trainer):
-    """The Trainer with three changes:
+    """The Trainer with four changes:
     - a class-weighted loss while training, when class weights are given (evaluation keeps the plain
       loss, so validation losses compare across class_weights settings);
     - length-grouped batches in an order fixed by the seed and epoch (EpochLengthSampler), so a run
