@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 FILE = "average.safetensors"
@@ -63,13 +64,10 @@ class WeightAverage:
         save_file(tensors, str(folder / FILE), metadata={"steps": str(self.steps), "ema": str(self.ema)})
 
     def load(self, folder: Path) -> None:
-        from safetensors import safe_open
-
-        saved = load_file(str(folder / FILE))
-        with safe_open(str(folder / FILE), "pt") as f:
-            self.steps = int(f.metadata()["steps"])
-        for name, a in self.average.items():
-            a.copy_(saved[name])
+        with safe_open(str(folder / FILE), "pt") as saved:
+            self.steps = int(saved.metadata()["steps"])
+            for name, a in self.average.items():
+                a.copy_(saved.get_tensor(name))
 
     @torch.no_grad()
     def apply(self, folder: Path) -> None:

@@ -155,8 +155,7 @@ def fill(
     kept = cache.fill(rows, batch_size, autocast)
     seconds = time.perf_counter() - began
     if say:
-        distinct = len({(tuple(r["input_ids"]), tuple(r.get("token_type_ids") or ())) for r in rows})
-        dropped = f"; {distinct - kept} rows past frozen_cache_gb run in full" if kept < distinct else ""
+        dropped = "; full at frozen_cache_gb: the longer rows run in full" if cache.full else ""
         say(
             f"train: embeddings + {cache.layers} frozen layer(s) run once per row: {kept} rows, "
             f"{cache.bytes / 1024**2:.0f} MiB, {seconds:.1f} s{dropped}"
