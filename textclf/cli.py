@@ -16,7 +16,10 @@ from textclf.errors import InputError
 
 
 def predict(args: argparse.Namespace) -> None:
+    from textclf.allocator import keep_freed_memory
     from textclf.predict import predict_file
+
+    keep_freed_memory()
 
     predict_file(args.input, Path(args.model), args.output, args.backend, args.batch_size, args.text_columns)
 
