@@ -11,9 +11,11 @@ the first setting (same seeds) with the spread of that difference.
         --setting mean-head10=pooling=mean,head_lr_scale=10 [--data ../shared/mrpc] [--out runs.jsonl]
     python benchmarks/levers.py --data ../shared/sst2 --text-columns sentence --max-train 4000 ...
     python benchmarks/levers.py --setting recipe= ...   # `recipe`: the plain HF course recipe (reference.py)
+    python benchmarks/levers.py --setting glibc=env.GLIBC_TUNABLES= ...  # env.VAR=value: the stages' env
 
 Runs are appended to --out as they finish, and a rerun skips the (setting, seed) pairs already
-there, so a long sweep can be stopped and continued. Settings run one after the other, never at once.
+there, so a long sweep can be stopped and continued. Runs go seed by seed, each setting in turn, one
+after the other, never at once.
 """
 
 import argparse
@@ -41,7 +43,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--holdout", type=int, default=400, help="train rows held out as the judge")
     ap.add_argument("--max-train", type=int, default=None, help="max_train_samples (after the holdout)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
-    ap.add_argument("--setting", action="append", default=[], help="NAME=key=value,key=value (params overrides)")
+    ap.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        help="NAME=key=value,key=value (params overrides; env.VAR=value: an environment variable of the stages)",
+    )
     ap.add_argument("--out", default="levers.jsonl")
     return ap.parse_args()
 
@@ -50,8 +57,17 @@ def settings(specs: list[str]) -> dict[str, dict]:
     found = {}
     for spec in specs or ["base="]:
         name, _, pairs = spec.partition("=")
-        found[name] = {k: yaml.safe_load(v) for k, v in (p.split("=", 1) for p in pairs.split(",") if p)}
+        found[name] = {
+            k: v if k.startswith("env.") else yaml.safe_load(v)
+            for k, v in (p.split("=", 1) for p in pairs.split(",") if p)
+        }
     return found
+
+
+def split_env(overrides: dict) -> tuple[dict, dict[str, str]]:
+    """(params overrides, environment variables) of a setting."""
+    params = {k: v for k, v in overrides.items() if not k.startswith("env.")}
+    return params, {k.removeprefix("env."): v for k, v in overrides.items() if k.startswith("env.")}
 
 
 def label_of(header: list[str], row: list[str]) -> str:
@@ -83,10 +99,16 @@ def carve(data: Path, out: Path, holdout: int) -> dict:
     return {"train": len(rows) - len(held), "holdout": len(held)}
 
 
-def stage(work: Path, name: str) -> tuple[float, float]:
+def stage(work: Path, name: str, extra_env: dict[str, str] | None = None) -> tuple[float, float]:
     """Run one stage: its wall seconds and its peak resident memory in MB (the kernel's count for that
     process alone, through wait4)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        **(extra_env or {}),
+    }
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen([sys.executable, "-m", f"stages.{name}"], cwd=work, env=env, stdout=log, stderr=log)
@@ -119,9 +141,10 @@ def recipe_run(data: Path, name: str, seed: int, tmp: Path) -> dict:
 
 
 def one_run(work: Path, base: dict, name: str, overrides: dict, seed: int) -> dict:
-    write_params(work, base, overrides | {"seed": seed})
-    wall, peak_mb = stage(work, "train")
-    stage(work, "evaluate")
+    params, env = split_env(overrides)
+    write_params(work, base, params | {"seed": seed})
+    wall, peak_mb = stage(work, "train", env)
+    stage(work, "evaluate", env)
     read = lambda f: json.loads((work / "metrics" / f).read_text())  # noqa: E731
     val, test, train = read("eval.json"), read("test.json"), read("train.json")
     return {
@@ -180,8 +203,9 @@ def main() -> None:
         write_params(work, base, {})
         stage(work, "download")
         stage(work, "tokenize")
-        for name, overrides in todo.items():
-            for seed in args.seeds:
+        # Seed by seed, every setting in turn: the machine's drift over the invocation falls on all alike.
+        for seed in args.seeds:
+            for name, overrides in todo.items():
                 if (name, seed) in seen:
                     continue
                 if name == "recipe":  # the plain recipe, not the pipeline
