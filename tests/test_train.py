@@ -342,3 +342,18 @@ def test_ema_evaluates_and_keeps_the_averaged_weights(prepared, tmp_path, engine
     # The saved model is the one that was evaluated: the average at the best evaluation.
     assert float(best["val_accuracy"]) == pytest.approx(scores["accuracy"])
     assert float(best["val_loss"]) == pytest.approx(scores["loss"], abs=2e-3)
+
+
+def test_the_trainer_flop_estimate_counts_parameters_once_and_agrees(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    from tests.test_class_weights import PARAMS, batch, tiny_classifier
+    from textclf.engines.trainer import PipelineTrainer
+
+    model, inputs = tiny_classifier(), batch()
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    ours, theirs = PipelineTrainer(model=model, args=args, pipeline_params=PARAMS), Trainer(model=model, args=args)
+    assert ours.floating_point_ops(inputs) == theirs.floating_point_ops(inputs) > 0
+    longer = {**inputs, "input_ids": torch.cat([inputs["input_ids"]] * 2, dim=1)}
+    assert ours.floating_point_ops(longer) == theirs.floating_point_ops(longer) == 2 * theirs.floating_point_ops(inputs)
+    assert ours.floating_point_ops({"labels": inputs["labels"]}) == 0
