@@ -357,3 +357,33 @@ def test_the_trainer_flop_estimate_counts_parameters_once_and_agrees(tmp_path):
     longer = {**inputs, "input_ids": torch.cat([inputs["input_ids"]] * 2, dim=1)}
     assert ours.floating_point_ops(longer) == theirs.floating_point_ops(longer) == 2 * theirs.floating_point_ops(inputs)
     assert ours.floating_point_ops({"labels": inputs["labels"]}) == 0
+
+
+def test_the_trainer_evaluates_rows_in_the_order_given(tmp_path):
+    """Evaluated sets come sorted by length; length-grouped training must not regroup them at random."""
+    from datasets import Dataset
+    from tokenizers import Tokenizer, models
+    from transformers import DataCollatorWithPadding, PreTrainedTokenizerFast, TrainingArguments
+
+    from tests.test_class_weights import PARAMS, tiny_classifier
+    from textclf.engines.trainer import PipelineTrainer
+
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"[PAD]": 0, "a": 1})))
+    tokenizer.pad_token = "[PAD]"
+    rows = Dataset.from_dict({"input_ids": [[1] * n for n in range(1, 33)], "labels": [0] * 32})
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        report_to="none",
+        per_device_eval_batch_size=4,
+        train_sampling_strategy="group_by_length",
+    )
+    trainer = PipelineTrainer(
+        model=tiny_classifier(),
+        args=args,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        pipeline_params=PARAMS,
+    )
+    widths = [batch["input_ids"].shape[1] for batch in trainer.get_eval_dataloader(rows)]
+    assert widths == list(range(4, 33, 4))  # rows 1-4, 5-8, ...: each batch padded only to its own rows
