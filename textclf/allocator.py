@@ -6,7 +6,8 @@ a fresh mmap, and gives the free top of its heap back to the kernel above its tr
 same memory is unmapped, mapped again and zero-filled page by page at every step: 4.3 to 4.8 million
 page faults in one default MRPC train stage. With the mmap threshold at its ceiling (32 MiB) and the
 trim threshold at 1 GiB, freed blocks stay in the process for the next batch: 0.6 million faults,
-about 3 s less train() and 70 MB more peak memory, the same losses bit for bit (benchmarks/README.md).
+2.2 s less train() on 3,267 MRPC pairs (5 seeds, every one faster) for about 100 MB more peak memory,
+the same scores to the last digit (benchmarks/README.md, round 4).
 
 The user's own settings win: with any MALLOC_* variable or GLIBC_TUNABLES in the environment (an
 empty `GLIBC_TUNABLES=` keeps glibc's defaults), nothing is changed.

@@ -176,9 +176,9 @@ class PipelineTrainer(Trainer):
     def floating_point_ops(self, inputs) -> int:
         # The Trainer's 6 x tokens x parameters, whose parameter count walks every module at every step
         # (0.4 s of a default MRPC run, sampled). The count does not change during training.
-        if self._parameters is None:
-            self._parameters = super().floating_point_ops({"input_ids": torch.ones(1)}) // 6
         main = getattr(self.model, "main_input_name", "input_ids")
+        if self._parameters is None:
+            self._parameters = super().floating_point_ops({main: torch.ones(1)}) // 6
         return 6 * inputs[main].numel() * self._parameters if main in inputs else 0
 
     def evaluate(self, *args, **kwargs):
