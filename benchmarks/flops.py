@@ -61,7 +61,7 @@ def run_flops(work: Path) -> tuple[float, float, dict]:
     trained = layers - frozen
     # With the frozen-layer cache (textclf/frozen.py) the frozen layers run once per train and validation
     # row before training; every step and evaluation then runs only the layers above them.
-    cached = frozen_cache_on(params)
+    cached = bool(train.get("frozen_layers_cached"))  # as the train stage reports it
     forward = trained if cached else layers
     fill_tokens = (lengths.sum() + sum(len(x) for x in data["validation"]["input_ids"])) if cached else 0
     # Forward through `forward` layers; backward (twice the forward's work) through the trained ones only.
@@ -82,17 +82,6 @@ def run_flops(work: Path) -> tuple[float, float, dict]:
         "eval_tflop": round(eval_flops / 1e12, 2),
     }
     return train_flops + eval_flops, float(train["train_runtime_s"]), details
-
-
-def frozen_cache_on(params: dict) -> bool:
-    """Whether the run's params let the train stage cache its frozen layers (textclf.frozen.attach)."""
-    return bool(
-        float(params.get("frozen_cache_gb") or 0) > 0
-        and params.get("pooling") == "mean"
-        and params.get("dropout") in (0, 0.0)
-        and params.get("freeze_embeddings")
-        and int(params["freeze_layers"]) > 0
-    )
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from textclf.engines.base import Interrupt, Job, Outcome, best_metric_key
 from textclf.engines.loop import train_with_accelerate
 from textclf.engines.trainer import train_with_trainer
 from textclf.files import atomic_dir, read_json, write_json, writing
-from textclf.frozen import AUTOCAST, report_frozen_cache
+from textclf.frozen import cached_layers, report_frozen_cache
 from textclf.frozen import fill as fill_frozen_cache
 from textclf.model import check_labels, class_weights, load_model, plain
 from textclf.params import Params, ensure_unchanged, load_params
@@ -36,7 +36,7 @@ from textclf.paths import (
     TRAIN_METRICS,
     TRAINED,
 )
-from textclf.precision import resolve_precision
+from textclf.precision import autocast_dtype, resolve_precision
 from textclf.security import warn_remote_code
 
 
@@ -58,6 +58,7 @@ def train_summary(p: Params, precision: str, out: Outcome, n_train: int, epochs_
         "stopped_early": epochs_run < p.epochs,
         "engine": p.engine,
         "precision": precision,
+        "frozen_layers_cached": out.frozen_layers_cached,  # run once per row before training
         "resumed_from": out.resumed_from,
         "started_at": started,  # UTC, when this process began (after a resume: the resumed part)
         "finished_at": utc_now(),
@@ -117,7 +118,8 @@ def main() -> None:
     set_seed(p.seed)
     say = print if state.is_main_process else None
     model = load_model(p, label_names, say=say).to(state.device)
-    cache_s = fill_frozen_cache(model, [data["train"], data["validation"]], p.eval_batch_size, AUTOCAST[precision], say)
+    cached_sets = [data["train"], data["validation"]]
+    cache_s = fill_frozen_cache(model, cached_sets, p.eval_batch_size, autocast_dtype(precision), say)
     job = Job(p, precision, data, tokenizer, model, CHECKPOINTS, resume, interrupt, weights)
     try:
         with writing(CHECKPOINTS):
@@ -128,6 +130,7 @@ def main() -> None:
         raise
     out.resumed_from = str(resume) if resume else None
     out.train_seconds += cache_s  # train_runtime_s counts filling the frozen-layer cache
+    out.frozen_layers_cached = cached_layers(model)
     report_frozen_cache(model, say)
     if out.interrupted:
         print(f"train: stopped at step {out.global_step}; checkpoint kept in {CHECKPOINTS}.", flush=True)

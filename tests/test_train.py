@@ -39,7 +39,8 @@ def test_engines_share_one_contract(prepared, tmp_path, engine):
     assert train["engine"] == engine and train["steps"] == 2 * 20  # 160 pairs / batch 8, 2 epochs
     expected_keys = {"train_loss", "train_runtime_s", "evaluation_s", "train_samples_per_s", "steps", "epochs_run"}
     more = {"best_epoch", "stopped_early", "engine", "precision", "resumed_from", "started_at", "finished_at"}
-    assert expected_keys | more == set(train)
+    assert expected_keys | more | {"frozen_layers_cached"} == set(train)
+    assert train["frozen_layers_cached"] == 1  # the tiny model's one frozen layer, run once per row
     assert 0 < train["evaluation_s"] < train["train_runtime_s"]  # 10 evaluations, each of both sets, timed
     files = sorted(p.name for p in (work / "data/trained").iterdir())
     assert "model.safetensors" in files and not [f for f in files if f.endswith((".bin", ".pt", ".pkl"))]

@@ -23,7 +23,6 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers.masking_utils import create_bidirectional_mask
 
 GIB = 1024**3
-AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # per resolved precision
 
 
 class FrozenBottom:
@@ -161,6 +160,12 @@ def fill(
             f"{cache.bytes / 1024**2:.0f} MiB, {seconds:.1f} s{dropped}"
         )
     return seconds
+
+
+def cached_layers(model: torch.nn.Module) -> int:
+    """How many bottom layers the model's cache covers (0: no cache)."""
+    cache = getattr(base_of(model), "frozen_bottom", None)
+    return cache.layers if cache is not None else 0
 
 
 def tokens_of(ds) -> list[str]:

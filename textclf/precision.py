@@ -43,3 +43,15 @@ def precision_args(precision: str) -> dict:
         "fp16": precision == "fp16",
         "use_cpu": not torch.cuda.is_available(),
     }
+
+
+def autocast_dtype(precision: str):
+    """The dtype `torch.autocast` computes in for a resolved precision; None for fp32 (no autocast)."""
+    import torch
+
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def accelerate_mixed(precision: str) -> str:
+    """Accelerate's `mixed_precision` value for a resolved precision."""
+    return {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}[precision]

@@ -68,6 +68,7 @@ class Outcome:
     is_main: bool
     interrupted: bool = False
     resumed_from: str | None = None
+    frozen_layers_cached: int = 0  # bottom layers run once per row before training (textclf.frozen)
 
 
 class EpochLengthSampler(LengthGroupedSampler):

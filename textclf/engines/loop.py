@@ -37,8 +37,7 @@ from textclf.inference import length_order
 from textclf.metrics import scores_with_loss
 from textclf.model import param_groups, weighted_loss
 from textclf.params import Params
-
-MIXED = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
+from textclf.precision import accelerate_mixed
 
 
 def warmup_steps(warmup: float, total_steps: int) -> int:
@@ -116,7 +115,7 @@ def batch_loss(model, batch: dict, class_weights: torch.Tensor | None) -> torch.
 def train_with_accelerate(job: Job) -> Outcome:
     p, data, model, resume, interrupt = job.p, job.data, job.model, job.resume, job.interrupt
     accelerator = Accelerator(
-        mixed_precision=MIXED[job.precision],
+        mixed_precision=accelerate_mixed(job.precision),
         gradient_accumulation_steps=p.grad_accum,
         cpu=not torch.cuda.is_available(),
     )
