@@ -48,36 +48,3 @@ def test_mean_pooling_is_refused_for_other_architectures():
     assert classifier_class("cls", "distilbert") is AutoModelForSequenceClassification
     with pytest.raises(InputError, match="pooling: mean is built for BERT-style encoders"):
         classifier_class("mean", "distilbert")
-
-
-def test_the_joint_projection_computes_what_three_projections_do(mean_model):
-    """Each layer's query, key and value run as one matrix product: the same outputs and gradients as
-    BERT's own self-attention with the same weights, and the same parameter names in checkpoints."""
-    from transformers.models.bert.modeling_bert import BertSelfAttention
-
-    from textclf.heads import JointProjectionSelfAttention
-
-    joint = mean_model.bert.encoder.layer[0].attention.self
-    assert isinstance(joint, JointProjectionSelfAttention)
-    stock = BertSelfAttention(mean_model.config, layer_idx=0)
-    stock.load_state_dict(joint.state_dict())
-    assert (
-        set(stock.state_dict())
-        == set(joint.state_dict())
-        == {f"{n}.{w}" for n in ("query", "key", "value") for w in ("weight", "bias")}
-    )
-    torch.manual_seed(1)
-    hidden = torch.randn(2, 6, mean_model.config.hidden_size)
-    mask = torch.zeros(2, 1, 6, 6)
-    mask[0, ..., 4:] = torch.finfo(torch.float32).min  # row 0: its last two tokens are padding
-    results = []
-    for module in (joint, stock):
-        x = hidden.clone().requires_grad_()
-        out = module(x, attention_mask=mask)[0]
-        (out * torch.arange(out.numel()).view_as(out)).sum().backward()
-        results.append((out, x.grad, [m.weight.grad for m in (module.query, module.key, module.value)]))
-        module.zero_grad()
-    (out_j, dx_j, dw_j), (out_s, dx_s, dw_s) = results
-    assert torch.allclose(out_j, out_s, atol=1e-6)
-    assert torch.allclose(dx_j, dx_s, rtol=1e-5, atol=1e-4)
-    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-4) for a, b in zip(dw_j, dw_s, strict=True))

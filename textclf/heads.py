@@ -21,8 +21,6 @@ from transformers import (
     BertPreTrainedModel,
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.models.bert.modeling_bert import BertSelfAttention, eager_attention_forward
 
 from textclf.errors import InputError
 
@@ -40,8 +38,6 @@ class MeanPooledBertForSequenceClassification(BertPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.bert = BertModel(config, add_pooling_layer=False)
-        for i, layer in enumerate(self.bert.encoder.layer):  # same weights and names, one matmul for three
-            layer.attention.self = JointProjectionSelfAttention(config, layer_idx=i)
         rate = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dropout = nn.Dropout(rate)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
@@ -69,36 +65,6 @@ class MeanPooledBertForSequenceClassification(BertPreTrainedModel):
 
     def encode(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
         return self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
-
-
-class JointProjectionSelfAttention(BertSelfAttention):
-    """BERT's self-attention with the query, key and value projections computed as one matrix product
-    (their weights stacked at each forward pass): the input is read, and under autocast cast to bf16,
-    once instead of three times, and the product is wider. The weights stay three `nn.Linear`s, so
-    checkpoints, LoRA targets and `from_pretrained` are unchanged. Where an adapter or a cache is in
-    play, the stock forward runs."""
-
-    def forward(self, hidden_states, attention_mask=None, cache=None, **kwargs):
-        parts = (self.query, self.key, self.value)
-        if cache is not None or any(type(m) is not nn.Linear for m in parts):
-            return super().forward(hidden_states, attention_mask=attention_mask, cache=cache, **kwargs)
-        weight = torch.cat([m.weight for m in parts])
-        bias = torch.cat([m.bias for m in parts])
-        shape = (*hidden_states.shape[:-1], 3 * self.num_attention_heads, self.attention_head_size)
-        heads = nn.functional.linear(hidden_states, weight, bias).view(shape).transpose(1, 2)
-        query, key, value = heads.split(self.num_attention_heads, dim=1)
-        attend = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
-        out, weights = attend(
-            self,
-            query,
-            key,
-            value,
-            attention_mask,
-            dropout=self.dropout.p if self.training else 0.0,
-            scaling=self.scaling,
-            **kwargs,
-        )
-        return out.reshape(*hidden_states.shape[:-1], -1).contiguous(), weights
 
 
 def register() -> None:
