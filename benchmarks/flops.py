@@ -61,7 +61,7 @@ def run_flops(work: Path) -> tuple[float, float, dict]:
     trained = layers - frozen
     # With the frozen-layer cache (textclf/frozen.py) the frozen layers run once per train and validation
     # row before training; every step and evaluation then runs only the layers above them.
-    cached = bool(train.get("frozen_layers_cached"))  # as the train stage reports it
+    cached = bool(train.get("frozen_layers_cached"))  # as the train stage reports it (absent before 7a3ded1: off)
     forward = trained if cached else layers
     fill_tokens = (lengths.sum() + sum(len(x) for x in data["validation"]["input_ids"])) if cached else 0
     # Forward through `forward` layers; backward (twice the forward's work) through the trained ones only.
