@@ -146,7 +146,7 @@ def fill(
     model: torch.nn.Module, datasets: list, batch_size: int, autocast: torch.dtype | None, say: Callable | None
 ) -> float:
     """Fill the model's cache (if it has one) from these tokenized datasets; the seconds it took."""
-    cache = getattr(base_of(model), "frozen_bottom", None)
+    cache = cache_of(model)
     if cache is None:
         return 0.0
     began = time.perf_counter()
@@ -162,9 +162,13 @@ def fill(
     return seconds
 
 
+def cache_of(model: torch.nn.Module) -> FrozenBottom | None:
+    return getattr(base_of(model), "frozen_bottom", None)
+
+
 def cached_layers(model: torch.nn.Module) -> int:
     """How many bottom layers the model's cache covers (0: no cache)."""
-    cache = getattr(base_of(model), "frozen_bottom", None)
+    cache = cache_of(model)
     return cache.layers if cache is not None else 0
 
 
@@ -174,11 +178,10 @@ def tokens_of(ds) -> list[str]:
 
 def detach(model: torch.nn.Module) -> tuple[int, int] | None:
     """Drop the cache (its memory); how many rows of forward passes it served and missed."""
-    base = base_of(model)
-    cache = getattr(base, "frozen_bottom", None)
+    cache = cache_of(model)
     if cache is None:
         return None
-    base.frozen_bottom = None
+    base_of(model).frozen_bottom = None
     return cache.served, cache.missed
 
 
