@@ -16,6 +16,7 @@ from transformers import (
     TrainingArguments,
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_utils import has_length
 
 from textclf.averaging import averaging
 from textclf.console import Progress, eval_line
@@ -207,7 +208,7 @@ class PipelineTrainer(Trainer):
         # transformers 5 evaluates with a LengthGroupedSampler too when training groups by length: random
         # groups of rows, each padded to its longest. That undid the length order the evaluated sets are
         # given in (so that each batch pads little): half again as much time per evaluation on MRPC.
-        return SequentialSampler(eval_dataset) if eval_dataset is not None else None
+        return SequentialSampler(eval_dataset) if eval_dataset is not None and has_length(eval_dataset) else None
 
     def _loss_window_file(self, checkpoint: str) -> Path:
         return Path(checkpoint) / f"loss_window_{self.args.process_index}.json"
