@@ -388,3 +388,60 @@ def test_the_trainer_evaluates_rows_in_the_order_given(tmp_path):
     )
     widths = [batch["input_ids"].shape[1] for batch in trainer.get_eval_dataloader(rows)]
     assert widths == list(range(4, 33, 4))  # rows 1-4, 5-8, ...: each batch padded only to its own rows
+
+
+@pytest.mark.parametrize("group_by_length", [True, False])
+def test_either_order_sampler_takes_each_pair_once_per_epoch_in_a_drawn_order(group_by_length):
+    from textclf.engines.base import EitherOrderSampler
+
+    n = 50
+    lengths = [5 + i % 7 for i in range(n)] * 2  # rows i and n + i: one pair in its two orders
+    sampler = EitherOrderSampler(4, lengths, seed=3, group_by_length=group_by_length)
+    epochs = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        rows = list(sampler)
+        assert len(rows) == len(sampler) == n
+        assert sorted(r % n for r in rows) == list(range(n))  # every pair once
+        epochs.append(rows)
+    swapped = [{r for r in rows if r >= n} for rows in epochs]
+    assert all(10 < len(s) < 40 for s in swapped)  # about half the pairs in the swapped order
+    assert swapped[0] != swapped[1] != swapped[2]  # drawn again each epoch
+    sampler.set_epoch(1)
+    assert list(sampler) == epochs[1]  # the same seed and epoch: the same order (a resume replays it)
+    with pytest.raises(ValueError, match="each pair twice"):
+        EitherOrderSampler(4, lengths[:-1], seed=3, group_by_length=group_by_length)
+
+
+def test_both_orders_doubles_train_only():
+    from datasets import Dataset, DatasetDict
+
+    from stages.tokenize import with_both_orders
+
+    def split(a, b):
+        return Dataset.from_dict({"text": a, "text_pair": b, "label": [0, 1][: len(a)]})
+
+    data = DatasetDict({"train": split(["a1", "a2"], ["b1", "b2"]), "validation": split(["v"], ["w"])})
+    both = with_both_orders(data)
+    assert both["train"]["text"] == ["a1", "a2", "b1", "b2"]
+    assert both["train"]["text_pair"] == ["b1", "b2", "a1", "a2"]
+    assert both["train"]["label"] == [0, 1, 0, 1]
+    assert both["validation"]["text"] == ["v"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_swap_pairs_trains_the_same_steps_on_both_orders(prepared, tmp_path, engine):
+    work = copy_work(prepared, tmp_path / engine)
+    out = stage_run(work, "tokenize", swap_pairs=True)
+    assert "'train': 320" in out.stdout and "both orders" in out.stdout
+    stage_run(work, "train", engine=engine)
+    train = read(work, "metrics/train.json")
+    assert train["steps"] == 2 * 20  # each of the 160 pairs once per epoch, as without swap_pairs
+    pairs_per_epoch = train["train_samples_per_s"] * train["train_runtime_s"] / train["epochs_run"]
+    assert pairs_per_epoch == pytest.approx(160, rel=0.01)
+
+
+def test_swap_pairs_needs_two_text_columns():
+    raw = defaults() | {"swap_pairs": True, "text_columns": ["sentence"]}
+    with pytest.raises(InputError, match="swap_pairs: true' needs two text_columns"):
+        parse_params(raw)
