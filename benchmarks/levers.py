@@ -140,9 +140,28 @@ def recipe_run(data: Path, name: str, seed: int, tmp: Path) -> dict:
     }  # fmt: skip
 
 
-def one_run(work: Path, base: dict, name: str, overrides: dict, seed: int) -> dict:
+def data_params() -> dict[str, list[str]]:
+    """The params dvc.yaml's download and tokenize stages read: a setting that changes one of them needs
+    its own data/raw or data/tokenized, not the base's."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    return {name: stages[name].get("params", []) for name in ("download", "tokenize")}
+
+
+def prepare_data(work: Path, values: dict, made_with: dict) -> None:
+    """Rerun download and/or tokenize when `values` differ from those the workspace's data was made
+    with, on the keys each stage reads (made_with: updated in place)."""
+    rerun = False
+    for name, keys in data_params().items():
+        rerun = rerun or any(values.get(k) != made_with.get(k) for k in keys)
+        if rerun:
+            stage(work, name)
+            made_with.update({k: values.get(k) for k in keys})
+
+
+def one_run(work: Path, base: dict, name: str, overrides: dict, seed: int, made_with: dict) -> dict:
     params, env = split_env(overrides)
     write_params(work, base, params | {"seed": seed})
+    prepare_data(work, base | params, made_with)
     wall, peak_mb = stage(work, "train", env)
     stage(work, "evaluate", env)
     read = lambda f: json.loads((work / "metrics" / f).read_text())  # noqa: E731
@@ -201,8 +220,8 @@ def main() -> None:
         base["dataset"] = str(Path(tmp) / "data")
         print(f"levers: {sizes['train']} train rows, {sizes['holdout']} held out", file=sys.stderr)
         write_params(work, base, {})
-        stage(work, "download")
-        stage(work, "tokenize")
+        made_with: dict = {}  # the params the workspace's data/raw and data/tokenized were made with
+        prepare_data(work, base, made_with)
         # Seed by seed, every setting in turn: the machine's drift over the invocation falls on all alike.
         for seed in args.seeds:
             for name, overrides in todo.items():
@@ -211,7 +230,7 @@ def main() -> None:
                 if name == "recipe":  # the plain recipe, not the pipeline
                     result = recipe_run(Path(tmp) / "data", name, seed, Path(tmp))
                 else:
-                    result = one_run(work, base, name, overrides, seed)
+                    result = one_run(work, base, name, overrides, seed, made_with)
                 done.append(result)
                 with out.open("a") as f:
                     f.write(json.dumps(result) + "\n")
