@@ -1,6 +1,6 @@
 """Tokenize single texts or sentence pairs: data/raw + data/pretrained tokenizer -> data/tokenized."""
 
-from datasets import DatasetDict, concatenate_datasets, load_from_disk
+from datasets import DatasetDict, load_from_disk
 from transformers import AutoTokenizer
 
 from stages import run_stage
@@ -19,14 +19,6 @@ def cut(data: DatasetDict, max_train: int | None, max_eval: int | None) -> Datas
     return DatasetDict(
         {s: ds.select(range(min(len(ds), limits[s]))) if limits.get(s) else ds for s, ds in data.items()}
     )
-
-
-def with_both_orders(data: DatasetDict) -> DatasetDict:
-    """Train holds each pair twice: rows 0..n-1 as given, then rows n..2n-1 with the two texts swapped
-    (the train stage draws one order per pair and epoch). Validation and test stay as given."""
-    train = data["train"]
-    swapped = train.rename_columns({TEXT: "_a", TEXT_PAIR: TEXT}).rename_column("_a", TEXT_PAIR)
-    return DatasetDict(data | {"train": concatenate_datasets([train, swapped.cast(train.features)])})
 
 
 def tokenize(data: DatasetDict, tokenizer, max_length: int) -> DatasetDict:
@@ -54,13 +46,10 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(PRETRAINED, trust_remote_code=p.trust_remote_code)
     check_max_length(p.max_length, tokenizer)
     data = cut(load_from_disk(str(RAW)), p.max_train_samples, p.max_eval_samples)
-    if p.swap_pairs:
-        data = with_both_orders(data)
     with atomic_dir(TOKENIZED) as tmp:
         tokenize(data, tokenizer, p.max_length).save_to_disk(str(tmp))
         ensure_unchanged("tokenize")  # before the rename that makes the output appear
-    both = " (train: each pair in both orders)" if p.swap_pairs else ""
-    print(f"tokenize: {dict((s, len(d)) for s, d in data.items())}, max_length {p.max_length}{both}")
+    print(f"tokenize: {dict((s, len(d)) for s, d in data.items())}, max_length {p.max_length}")
 
 
 if __name__ == "__main__":

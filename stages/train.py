@@ -19,7 +19,7 @@ from textclf.allocator import keep_freed_memory
 from textclf.checkpoints import fingerprint, prepare_checkpoints, remove_partial
 from textclf.columns import label_ids
 from textclf.curves import curves, evaluation_seconds, write_progress
-from textclf.engines.base import Interrupt, Job, Outcome, best_metric_key, train_rows_per_epoch
+from textclf.engines.base import Interrupt, Job, Outcome, best_metric_key
 from textclf.engines.loop import train_with_accelerate
 from textclf.engines.trainer import train_with_trainer
 from textclf.files import atomic_dir, read_json, write_json, writing
@@ -139,7 +139,7 @@ def main() -> None:
     if out.is_main:
         ensure_unchanged("train")
         with writing(TRAINED):
-            write_outputs(p, precision, out, tokenizer, train_rows_per_epoch(p, len(data["train"])), started)
+            write_outputs(p, precision, out, tokenizer, len(data["train"]), started)
         shutil.rmtree(CHECKPOINTS, ignore_errors=True)  # the run is complete: nothing left to resume
 
 

@@ -93,7 +93,6 @@ class Params:
     validation_split: float
     model: str
     max_length: int
-    swap_pairs: bool
     max_train_samples: int | None
     max_eval_samples: int | None
     lr: float
@@ -262,13 +261,6 @@ def parse_params(raw: dict[str, Any]) -> Params:
             else:
                 why = f"is out of range; expected {expected}."
             raise ParamsError(f"params.yaml: '{key}: {raw[key]}' {why}", key, yaml_line(key, raw[key]))
-    if values["swap_pairs"] and len(values["text_columns"]) != 2:
-        raise ParamsError(
-            "params.yaml: 'swap_pairs: true' needs two text_columns (sentence pairs); set it to false for "
-            "single texts.",
-            "swap_pairs",
-            yaml_line("swap_pairs", raw["swap_pairs"]),
-        )
     try:
         launcher_argv(values["launcher"])
     except InputError as e:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import DatasetDict
-from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from textclf.params import Params
 
@@ -86,43 +86,6 @@ class EpochLengthSampler(LengthGroupedSampler):
     def __iter__(self):
         self.generator = torch.Generator().manual_seed(self.seed + self.epoch)
         return super().__iter__()
-
-
-class EitherOrderSampler(EpochLengthSampler):
-    """For a train split holding every pair twice (rows i and n + i: the two texts in either order, see
-    `swap_pairs`): each epoch takes each pair once, in an order drawn per pair, epoch and seed. So an
-    epoch has as many steps as without swapping, and a resumed run replays the same draws."""
-
-    def __init__(self, batch_size: int, lengths: list[int], seed: int, group_by_length: bool) -> None:
-        if len(lengths) % 2:
-            raise ValueError(f"swap_pairs: train has {len(lengths)} rows; expected each pair twice")
-        super().__init__(batch_size, lengths, seed)
-        self.pairs, self.group_by_length = len(lengths) // 2, group_by_length
-
-    def __len__(self) -> int:
-        return self.pairs
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        rows = (torch.arange(self.pairs) + self.pairs * torch.randint(0, 2, (self.pairs,), generator=g)).tolist()
-        if self.group_by_length:
-            order = get_length_grouped_indices([self.lengths[r] for r in rows], self.batch_size, generator=g)
-        else:
-            order = torch.randperm(self.pairs, generator=g).tolist()
-        return iter([rows[i] for i in order])
-
-
-def seeded_train_sampler(p: Params, lengths: list[int], batch_size: int) -> EpochLengthSampler | None:
-    """The train order both engines use: length-grouped and/or either pair order, seeded per epoch; None
-    for the engine's own shuffled order (neither)."""
-    if p.swap_pairs:
-        return EitherOrderSampler(batch_size, lengths, p.seed, p.group_by_length)
-    return EpochLengthSampler(batch_size, lengths, p.seed) if p.group_by_length else None
-
-
-def train_rows_per_epoch(p: Params, n_rows: int) -> int:
-    """Train rows one epoch reads: each pair once, so half the split under `swap_pairs`."""
-    return n_rows // 2 if p.swap_pairs else n_rows
 
 
 def is_better(value: float, best: float | None, greater: bool) -> bool:

@@ -24,13 +24,12 @@ from textclf.averaging import WeightAverage, averaging
 from textclf.console import Progress, eval_line
 from textclf.curves import write_progress
 from textclf.engines.base import (
+    EpochLengthSampler,
     Job,
     Outcome,
     best_metric_key,
     eval_interval,
     is_better,
-    seeded_train_sampler,
-    train_rows_per_epoch,
     train_sample,
 )
 from textclf.files import atomic_dir
@@ -47,8 +46,8 @@ def warmup_steps(warmup: float, total_steps: int) -> int:
 
 def train_loader(ds: Dataset, p: Params, collator, epoch: int) -> DataLoader:
     # Orders seeded per epoch: a resumed run trains on the same batches as an uninterrupted one.
-    sampler = seeded_train_sampler(p, [len(x) for x in ds["input_ids"]], p.batch_size)
-    if sampler is not None:
+    if p.group_by_length:
+        sampler = EpochLengthSampler(p.batch_size, [len(x) for x in ds["input_ids"]], p.seed)
         sampler.set_epoch(epoch)
     else:
         sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(p.seed + epoch))
@@ -133,7 +132,7 @@ def train_with_accelerate(job: Job) -> Outcome:
     # fused: one kernel for all parameters, as the Trainer's default optimizer (adamw_torch_fused)
     optimizer = torch.optim.AdamW(param_groups(model, p), lr=p.lr, fused=True)
     # Optimizer steps per epoch and process, counted as the prepared loader will shard the data.
-    batches = math.ceil(train_rows_per_epoch(p, len(train_ds)) / p.batch_size / accelerator.num_processes)
+    batches = math.ceil(len(train_ds) / p.batch_size / accelerator.num_processes)
     steps_per_epoch = math.ceil(batches / p.grad_accum)
     total = steps_per_epoch * p.epochs
     scheduler = get_scheduler(p.lr_scheduler, optimizer, warmup_steps(p.warmup, total), total)

@@ -22,12 +22,12 @@ from textclf.averaging import averaging
 from textclf.console import Progress, eval_line
 from textclf.curves import write_progress
 from textclf.engines.base import (
+    EpochLengthSampler,
     Interrupt,
     Job,
     Outcome,
     best_metric_key,
     is_better,
-    seeded_train_sampler,
     train_sample,
 )
 from textclf.inference import length_order
@@ -154,9 +154,8 @@ class PipelineTrainer(Trainer):
     """The Trainer with six changes:
     - a class-weighted loss while training, when class weights are given (evaluation keeps the plain
       loss, so validation losses compare across class_weights settings);
-    - length-grouped batches (and, with `swap_pairs`, each pair's order) fixed by the seed and epoch
-      (textclf.engines.base.seeded_train_sampler), so a run resumed mid-epoch trains on the same
-      batches as an uninterrupted one;
+    - length-grouped batches in an order fixed by the seed and epoch (EpochLengthSampler), so a run
+      resumed mid-epoch trains on the same batches as an uninterrupted one;
     - evaluation batches follow the order of the evaluated rows (sorted by length), not that sampler;
     - the train loss accumulated since the last log is saved with each checkpoint and restored on
       resume, so the resumed run's curve has the same values as the uninterrupted run's;
@@ -199,10 +198,11 @@ class PipelineTrainer(Trainer):
         return super().create_optimizer(model)
 
     def _get_train_sampler(self, train_dataset=None):
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(train_dataset)
         ds = train_dataset if train_dataset is not None else self.train_dataset
         batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-        sampler = seeded_train_sampler(self.pipeline_params, [len(x) for x in ds["input_ids"]], batch)
-        return sampler if sampler is not None else super()._get_train_sampler(train_dataset)
+        return EpochLengthSampler(batch, [len(x) for x in ds["input_ids"]], self.args.seed)
 
     def _get_eval_sampler(self, eval_dataset):
         # transformers 5 evaluates with a LengthGroupedSampler too when training groups by length: random
