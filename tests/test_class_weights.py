@@ -1,5 +1,5 @@
-"""class_weights: balanced changes the training loss the same way in both engines; validation loss
-stays the plain one; none leaves the model's own loss untouched."""
+"""class_weights: balanced and label_smoothing change the training loss the same way in both engines;
+validation loss stays the plain one; none / 0 leave the model's own loss untouched."""
 
 import numpy as np
 import pytest
@@ -49,9 +49,9 @@ def test_the_loop_engine_weighs_its_training_loss():
     model, inputs = tiny_classifier(), batch()
     model.eval()  # dropout off: the same logits every call
     weights = class_weights("balanced", inputs["labels"].numpy(), 3)
-    weighted = batch_loss(model, inputs, weights)
+    weighted = batch_loss(model, inputs, weights, 0.0)
     assert weighted.item() == pytest.approx(manual(model, inputs, weights).item(), rel=1e-6)
-    assert batch_loss(model, inputs, None).item() == pytest.approx(manual(model, inputs).item(), rel=1e-6)
+    assert batch_loss(model, inputs, None, 0.0).item() == pytest.approx(manual(model, inputs).item(), rel=1e-6)
     assert abs(weighted.item() - manual(model, inputs).item()) > 1e-3  # the weights changed it
 
 
@@ -71,3 +71,31 @@ def test_the_trainer_engine_weighs_training_but_not_evaluation(tmp_path):
     plain = PipelineTrainer(model=model, args=args, pipeline_params=PARAMS)  # class_weights: none
     model.train()
     assert plain.compute_loss(model, dict(inputs)).item() == pytest.approx(manual(model, inputs).item(), rel=1e-5)
+
+
+def smoothed(model, inputs, eps: float) -> torch.Tensor:
+    """Label smoothing written out: (1 - eps) of the target's -log p, plus eps of the mean over classes."""
+    logp = torch.log_softmax(model(**{k: v for k, v in inputs.items() if k != "labels"}).logits, dim=-1)
+    target = -logp.gather(1, inputs["labels"].unsqueeze(1)).squeeze(1)
+    return ((1 - eps) * target + eps * -logp.mean(dim=-1)).mean()
+
+
+def test_label_smoothing_changes_training_loss_in_both_engines_but_not_evaluation(tmp_path):
+    model, inputs = tiny_classifier(), batch()
+    with torch.no_grad():  # confident logits, so that smoothing makes a visible difference
+        model.classifier.weight.mul_(100)
+    model.eval()
+    assert batch_loss(model, inputs, None, 0.1).item() == pytest.approx(smoothed(model, inputs, 0.1).item(), rel=1e-5)
+    assert abs(smoothed(model, inputs, 0.1).item() - manual(model, inputs).item()) > 1e-3
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+    params = parse_params(defaults() | {"label_smoothing": 0.1})
+    trainer = PipelineTrainer(model=model, args=args, pipeline_params=params)
+    for layer in model.modules():
+        if isinstance(layer, torch.nn.Dropout):
+            layer.p = 0.0
+    model.train()
+    assert trainer.compute_loss(model, dict(inputs)).item() == pytest.approx(
+        smoothed(model, inputs, 0.1).item(), rel=1e-5
+    )
+    model.eval()
+    assert trainer.compute_loss(model, dict(inputs)).item() == pytest.approx(manual(model, inputs).item(), rel=1e-5)

@@ -178,6 +178,9 @@ def class_weights(mode: str, label_ids: np.ndarray, num_labels: int) -> torch.Te
     return torch.tensor(len(label_ids) / (num_labels * found), dtype=torch.float32)
 
 
-def weighted_loss(weights: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Class-weighted cross-entropy: a weighted mean over the batch, as torch's `weight=` defines it."""
-    return torch.nn.functional.cross_entropy(logits.float(), labels, weight=weights.to(logits.device))
+def training_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None, smoothing: float):
+    """Cross-entropy as training computes it: class-weighted (a weighted mean over the batch, as torch's
+    `weight=` defines it) and/or with label smoothing (each target keeps 1 - smoothing of its weight and
+    spreads the rest evenly over all classes). Evaluation keeps the plain loss."""
+    weights = weights.to(logits.device) if weights is not None else None
+    return torch.nn.functional.cross_entropy(logits.float(), labels, weight=weights, label_smoothing=smoothing)

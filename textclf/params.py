@@ -129,6 +129,7 @@ class Params:
     early_stopping_patience: int
     metric_for_best_model: str
     class_weights: str
+    label_smoothing: float
     launcher: str
     trust_remote_code: bool
     allow_pickle: bool
@@ -182,6 +183,7 @@ RULES = {
     "early_stopping_patience": (lambda v: v >= 0, "an integer >= 0 (0 turns early stopping off)"),
     "metric_for_best_model": (lambda v: v in BEST_METRICS, BEST_METRICS),
     "class_weights": (lambda v: v in CLASS_WEIGHTS, CLASS_WEIGHTS),
+    "label_smoothing": (lambda v: 0 <= v < 1, "a float in [0, 1), e.g. 0.1 (0: off)"),
     "pooling": (lambda v: v in POOLINGS, POOLINGS),
     "peft": (lambda v: v in PEFTS, PEFTS),
     "lora_r": (lambda v: 1 <= v <= 1024, "an integer from 1 to 1024: the rank of the LoRA matrices"),

@@ -35,7 +35,7 @@ from textclf.engines.base import (
 from textclf.files import atomic_dir
 from textclf.inference import length_order
 from textclf.metrics import scores_with_loss
-from textclf.model import param_groups, weighted_loss
+from textclf.model import param_groups, training_loss
 from textclf.params import Params
 from textclf.precision import accelerate_mixed
 
@@ -105,11 +105,11 @@ def save_checkpoint(
     accelerator.wait_for_everyone()
 
 
-def batch_loss(model, batch: dict, class_weights: torch.Tensor | None) -> torch.Tensor:
-    if class_weights is None:
+def batch_loss(model, batch: dict, class_weights: torch.Tensor | None, smoothing: float) -> torch.Tensor:
+    if class_weights is None and not smoothing:
         return model(**batch).loss
     logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-    return weighted_loss(class_weights, logits, batch["labels"])
+    return training_loss(logits, batch["labels"], class_weights, smoothing)
 
 
 def train_with_accelerate(job: Job) -> Outcome:
@@ -201,7 +201,7 @@ def train_with_accelerate(job: Job) -> Outcome:
             loader = accelerator.skip_first_batches(loader, st["batches_done"])
         for batch in loader:
             with accelerator.accumulate(model):
-                loss = batch_loss(model, batch, job.class_weights)
+                loss = batch_loss(model, batch, job.class_weights, p.label_smoothing)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and p.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), p.max_grad_norm)

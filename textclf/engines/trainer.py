@@ -32,7 +32,7 @@ from textclf.engines.base import (
 )
 from textclf.inference import length_order
 from textclf.metrics import classification_metrics
-from textclf.model import param_groups, weighted_loss
+from textclf.model import param_groups, training_loss
 from textclf.params import Params
 from textclf.precision import precision_args
 
@@ -152,8 +152,8 @@ class UpdateAverage(TrainerCallback):
 
 class PipelineTrainer(Trainer):
     """The Trainer with six changes:
-    - a class-weighted loss while training, when class weights are given (evaluation keeps the plain
-      loss, so validation losses compare across class_weights settings);
+    - a class-weighted and/or label-smoothed loss while training, when asked for (evaluation keeps the
+      plain loss, so validation losses compare across class_weights and label_smoothing settings);
     - length-grouped batches in an order fixed by the seed and epoch (EpochLengthSampler), so a run
       resumed mid-epoch trains on the same batches as an uninterrupted one;
     - evaluation batches follow the order of the evaluated rows (sorted by length), not that sampler;
@@ -233,10 +233,11 @@ class PipelineTrainer(Trainer):
             self.average.load(Path(checkpoint))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if self.class_weights is None or not model.training:
+        smoothing = self.pipeline_params.label_smoothing
+        if (self.class_weights is None and not smoothing) or not model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
-        loss = weighted_loss(self.class_weights, outputs.logits, inputs["labels"])
+        loss = training_loss(outputs.logits, inputs["labels"], self.class_weights, smoothing)
         return (loss, outputs) if return_outputs else loss
 
 
