@@ -86,6 +86,7 @@ def test_seed_range(seed):
         ("per_device_train_batch_size", "batch_size"),
         ("gradient_accumulation_steps", "grad_accum"),
         ("max_seq_length", "max_length"),
+        ("label_smoothing_factor", "label_smoothing"),
         ("seeed", "seed"),
     ],
 )

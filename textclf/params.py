@@ -61,6 +61,7 @@ FAMILIAR_NAMES = {
     "label_names": "labels",
     "hidden_dropout_prob": "dropout",
     "validation_split_percentage": "validation_split",
+    "label_smoothing_factor": "label_smoothing",
 }
 
 
