@@ -180,6 +180,9 @@ def test_underfit_level_comes_from_the_task():
     assert check_underfitting(train([0.69, 0.66, 0.64, 0.63, 0.63, 0.63]), mrpc).flagged
     assert prior_loss([10, 10, 10]) == pytest.approx(math.log(3))
     assert prior_loss([90, 5, 5], class_weighted=True) == pytest.approx(math.log(3))  # balanced: uniform
+    # label smoothing 0.1 on a 90/10 prior: the best constant guess is 0.9 * (0.9, 0.1) + 0.05 = (0.86, 0.14)
+    assert prior_loss([90, 10], smoothing=0.1) == pytest.approx(-(0.86 * math.log(0.86) + 0.14 * math.log(0.14)))
+    assert prior_loss([10, 0], smoothing=0.2) == pytest.approx(-(0.9 * math.log(0.9) + 0.1 * math.log(0.1)))
     stuck = [1.10, 1.09, 1.10, 1.08, 1.09, 1.09]
     assert check_underfitting(train(stuck), math.log(3)).flagged
     # The same curve is a learning model on a 10-class task, but never on a binary one.

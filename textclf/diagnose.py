@@ -219,15 +219,16 @@ def _raise_lr_or_epochs(train_rows: Sequence[Row]) -> str:
     return f"raise lr (peak {_lr_text(lr)}; up to 5e-5) or epochs{now}; check warmup is not most of the run"
 
 
-def prior_loss(label_counts: Sequence[int], class_weighted: bool = False) -> float:
+def prior_loss(label_counts: Sequence[int], class_weighted: bool = False, smoothing: float = 0.0) -> float:
     """The train loss of a model that ignores the text: always predicting the label prior scores the
     prior's entropy. With balanced class weights every class weighs the same, so the best constant
-    guess is uniform and scores ln k."""
-    counts = [c for c in label_counts if c > 0]
-    if class_weighted or not counts:
+    guess is uniform and scores ln k. With label smoothing the targets, and so the best guess, are the
+    prior mixed with the uniform: (1 - smoothing) * prior + smoothing / k."""
+    total = sum(label_counts)
+    if class_weighted or not total:
         return math.log(max(len(label_counts), 2))
-    total = sum(counts)
-    return -sum(c / total * math.log(c / total) for c in counts)
+    guess = [(1 - smoothing) * c / total + smoothing / len(label_counts) for c in label_counts]
+    return -sum(q * math.log(q) for q in guess if q > 0)
 
 
 def check_underfitting(train_rows: Sequence[Row], prior: float = math.log(2)) -> Finding:

@@ -45,7 +45,9 @@ def write_scores(data: DatasetDict, logits: dict[str, np.ndarray], names: list[s
     return {"scores": scores, "per_class": classes}
 
 
-def write_diagnosis(data: DatasetDict, val_logits: np.ndarray, names: list[str], class_weights: str) -> dict:
+def write_diagnosis(
+    data: DatasetDict, val_logits: np.ndarray, names: list[str], class_weights: str, label_smoothing: float
+) -> dict:
     """The diagnosis of the train stage's curves plus what the final model predicts on validation."""
     val_labels = label_ids(data["validation"])
     predicted = val_logits.argmax(-1)
@@ -58,7 +60,7 @@ def write_diagnosis(data: DatasetDict, val_logits: np.ndarray, names: list[str],
         scores_with_loss(val_logits, val_labels),
         share,
         majority_rate=float(np.bincount(val_labels).max() / len(val_labels)),
-        prior=prior_loss(train_counts, class_weighted=class_weights == "balanced"),
+        prior=prior_loss(train_counts, class_weighted=class_weights == "balanced", smoothing=label_smoothing),
         n_validation=len(val_labels),
         train_counts=dict(zip(names, train_counts, strict=True)),
     )
