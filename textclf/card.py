@@ -10,7 +10,7 @@ from textclf.params import Params
 TRAIN_PARAMS = [
     "lr", "epochs", "batch_size", "weight_decay", "warmup", "lr_scheduler", "grad_accum", "max_grad_norm",
     "seed", "precision", "group_by_length", "freeze_embeddings", "freeze_layers", "dropout", "pooling",
-    "head_lr_scale", "layer_lr_decay", "ema", "class_weights", "engine", "early_stopping_patience",
+    "head_lr_scale", "layer_lr_decay", "ema", "class_weights", "label_smoothing", "engine", "early_stopping_patience",
     "metric_for_best_model", "max_length", "max_train_samples", "peft", "lora_r", "lora_alpha", "lora_targets",
     "gradient_checkpointing",
 ]  # fmt: skip
