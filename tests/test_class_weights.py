@@ -40,9 +40,19 @@ def test_balanced_weights_follow_the_train_label_counts():
         class_weights("balanced", np.array([0, 0, 1]), 3)
 
 
+def logits_of(model, inputs) -> torch.Tensor:
+    return model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
+
+
 def manual(model, inputs, weights=None) -> torch.Tensor:
-    logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits
-    return torch.nn.functional.cross_entropy(logits, inputs["labels"], weight=weights)
+    return torch.nn.functional.cross_entropy(logits_of(model, inputs), inputs["labels"], weight=weights)
+
+
+def without_dropout(model) -> None:
+    """Training mode without dropout's randomness: the same logits every call."""
+    for layer in model.modules():
+        if isinstance(layer, torch.nn.Dropout):
+            layer.p = 0.0
 
 
 def test_the_loop_engine_weighs_its_training_loss():
@@ -60,9 +70,7 @@ def test_the_trainer_engine_weighs_training_but_not_evaluation(tmp_path):
     weights = class_weights("balanced", inputs["labels"].numpy(), 3)
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
     trainer = PipelineTrainer(model=model, args=args, class_weights=weights, pipeline_params=PARAMS)
-    for layer in model.modules():  # training mode without dropout's randomness
-        if isinstance(layer, torch.nn.Dropout):
-            layer.p = 0.0
+    without_dropout(model)
     model.train()
     trained = trainer.compute_loss(model, dict(inputs)).item()
     assert trained == pytest.approx(manual(model, inputs, weights).item(), rel=1e-5)
@@ -75,7 +83,7 @@ def test_the_trainer_engine_weighs_training_but_not_evaluation(tmp_path):
 
 def smoothed(model, inputs, eps: float) -> torch.Tensor:
     """Label smoothing written out: (1 - eps) of the target's -log p, plus eps of the mean over classes."""
-    logp = torch.log_softmax(model(**{k: v for k, v in inputs.items() if k != "labels"}).logits, dim=-1)
+    logp = torch.log_softmax(logits_of(model, inputs), dim=-1)
     target = -logp.gather(1, inputs["labels"].unsqueeze(1)).squeeze(1)
     return ((1 - eps) * target + eps * -logp.mean(dim=-1)).mean()
 
@@ -90,9 +98,7 @@ def test_label_smoothing_changes_training_loss_in_both_engines_but_not_evaluatio
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
     params = parse_params(defaults() | {"label_smoothing": 0.1})
     trainer = PipelineTrainer(model=model, args=args, pipeline_params=params)
-    for layer in model.modules():
-        if isinstance(layer, torch.nn.Dropout):
-            layer.p = 0.0
+    without_dropout(model)
     model.train()
     assert trainer.compute_loss(model, dict(inputs)).item() == pytest.approx(
         smoothed(model, inputs, 0.1).item(), rel=1e-5
