@@ -19,6 +19,7 @@ after the other, never at once.
 """
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -140,6 +141,7 @@ def recipe_run(data: Path, name: str, seed: int, tmp: Path) -> dict:
     }  # fmt: skip
 
 
+@functools.cache
 def data_params() -> dict[str, list[str]]:
     """The params dvc.yaml's download and tokenize stages read: a setting that changes one of them needs
     its own data/raw or data/tokenized, not the base's."""
