@@ -172,13 +172,10 @@ def check_overfitting(train_rows: Sequence[Row], val_rows: Sequence[Row]) -> Fin
         evidence += f"; val F1 still went {_fmt(best_f1)} -> {_fmt(last_f1)}"
         suggestion = (
             "F1 still improved, so select the model by F1 (metric_for_best_model: f1), not by loss;"
-            " if calibrated probabilities matter, raise weight_decay (e.g. 0.1) or set dropout: null"
+            f" if calibrated probabilities matter, stop at the loss's best epoch (epochs: {math.ceil(best_epoch)})"
         )
     else:
-        suggestion = (
-            f"stop at the best epoch (epochs: {math.ceil(best_epoch)}) or add early_stopping_patience: 1;"
-            " or raise weight_decay (e.g. 0.1)"
-        )
+        suggestion = f"stop at the best epoch (epochs: {math.ceil(best_epoch)}) or add early_stopping_patience: 1"
     return Finding(True, evidence, suggestion)
 
 
@@ -202,7 +199,7 @@ def check_accuracy_gap(val_rows: Sequence[Row]) -> Finding:
     evidence = (
         f"{seen} (a gap of {100 * gap:.0f} points) while validation accuracy fell from {best:.2f} at {_where(best_row)}"
     )
-    suggestion = "stop earlier (early_stopping_patience: 2 with eval_steps) or regularise (weight_decay 0.1, dropout)"
+    suggestion = "stop earlier (early_stopping_patience: 2 with eval_steps), or give it more training data"
     return Finding(True, evidence, suggestion)
 
 
