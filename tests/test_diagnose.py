@@ -99,7 +99,7 @@ def test_overfitting_notes_when_f1_still_improves():
     f = check_overfitting(train(HEALTHY_TRAIN), val([0.35, 0.40, 0.48], f1=[0.86, 0.88, 0.89]))
     assert f.flagged and "F1 still went 0.86 -> 0.89" in f.evidence
     assert "select the model by F1" in f.suggestion
-    assert "loss's best epoch (epochs: 1)" in f.suggestion
+    assert "calibrated probabilities matter more than F1, select by loss (metric_for_best_model: loss)" in f.suggestion
     assert "early_stopping" not in f.suggestion  # stopping at the loss's best epoch would lose F1
 
 

@@ -172,7 +172,7 @@ def check_overfitting(train_rows: Sequence[Row], val_rows: Sequence[Row]) -> Fin
         evidence += f"; val F1 still went {_fmt(best_f1)} -> {_fmt(last_f1)}"
         suggestion = (
             "F1 still improved, so select the model by F1 (metric_for_best_model: f1), not by loss;"
-            f" if calibrated probabilities matter, stop at the loss's best epoch (epochs: {math.ceil(best_epoch)})"
+            " if calibrated probabilities matter more than F1, select by loss (metric_for_best_model: loss)"
         )
     else:
         suggestion = f"stop at the best epoch (epochs: {math.ceil(best_epoch)}) or add early_stopping_patience: 1"
