@@ -61,7 +61,7 @@ def main() -> None:
     ensure_unchanged("evaluate")
     results = write_scores(data, logits, names)
     print("evaluate: validation " + ", ".join(f"{k} {v:.4f}" for k, v in results["scores"]["validation"].items()))
-    found = write_diagnosis(data, logits["validation"], names, p.class_weights, p.label_smoothing)
+    found = write_diagnosis(data, logits["validation"], names, p.class_weights, p.label_smoothing, p.lr)
     print(format_report(found))
 
     card = model_card(

@@ -162,6 +162,22 @@ def test_underfitting_suggests_lowering_an_already_high_lr():
     assert f.flagged and "lower lr" in f.suggestion and "raise" not in f.suggestion
 
 
+def test_underfitting_at_the_top_lr_suggests_epochs_not_a_lower_lr():
+    # The default lr (1e-4) is the top of the stable range: "raise lr up to 5e-5" would lower it.
+    d = diagnose(train([0.69] * 8, lr=1e-4), HEALTHY_VAL)
+    assert d["underfitting"]
+    assert d["suggestions"]["underfitting"].startswith("raise epochs (now 3): lr 1e-4 is already the top")
+    assert "raise lr" not in d["suggestions"]["underfitting"]
+
+
+def test_underfitting_judges_the_configured_lr_not_a_sparse_log():
+    # A short run logs once, mid-decay (5.9e-5), though its peak was the configured 1e-4.
+    rows = [{"step": 10, "epoch": 0.53, "train_loss": 0.69, "lr": 5.9e-5}]
+    assert "raise lr (peak 5.9e-5; up to 1e-4)" in check_underfitting(rows).suggestion
+    d = diagnose(rows, HEALTHY_VAL, lr=1e-4)
+    assert "raise epochs (now 1)" in d["suggestions"]["underfitting"]
+
+
 @pytest.mark.parametrize(
     "losses",
     [

@@ -46,7 +46,12 @@ def write_scores(data: DatasetDict, logits: dict[str, np.ndarray], names: list[s
 
 
 def write_diagnosis(
-    data: DatasetDict, val_logits: np.ndarray, names: list[str], class_weights: str, label_smoothing: float
+    data: DatasetDict,
+    val_logits: np.ndarray,
+    names: list[str],
+    class_weights: str,
+    label_smoothing: float,
+    lr: float | None = None,
 ) -> dict:
     """The diagnosis of the train stage's curves plus what the final model predicts on validation."""
     val_labels = label_ids(data["validation"])
@@ -63,6 +68,7 @@ def write_diagnosis(
         prior=prior_loss(train_counts, class_weighted=class_weights == "balanced", smoothing=label_smoothing),
         n_validation=len(val_labels),
         train_counts=dict(zip(names, train_counts, strict=True)),
+        lr=lr,
     )
     write_json(DIAGNOSIS, {k: v for k, v in found.items() if k not in ("evidence", "suggestions")})
     write_json(DIAGNOSIS_DETAILS, {"evidence": found["evidence"], "suggestions": found["suggestions"]})
