@@ -2,6 +2,7 @@
 export and its agreement with PyTorch. A tiny model trained by the real stages."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -152,6 +153,15 @@ def test_onnx_export_agrees_with_pytorch(trained, tmp_path):
         done = textclf("predict", str(source), "--model", str(tmp_path / "onnx"), "--backend", backend, cwd=trained)
         assert done.returncode == 0 and len(done.stdout.splitlines()) == 6, done.stderr
         assert "You are using a model of type" not in done.stderr  # the mean-pooled type is known to transformers
+    # Without --model, the onnx backends read data/onnx, where a plain `textclf export` writes.
+    missing = textclf("predict", str(source), "--backend", "onnx", cwd=trained)
+    assert missing.returncode == 1 and "data/onnx has no model.onnx" in missing.stderr, missing.stderr
+    shutil.copytree(tmp_path / "onnx", trained / "data" / "onnx")
+    try:
+        done = textclf("predict", str(source), "--backend", "onnx", cwd=trained)
+        assert done.returncode == 0 and len(done.stdout.splitlines()) == 6, done.stderr
+    finally:
+        shutil.rmtree(trained / "data" / "onnx")
 
 
 def test_every_command_has_help():

@@ -1,6 +1,6 @@
 """`textclf`: the project's commands that are not DVC stages.
 
-    textclf predict INPUT [--model data/model] [--output FILE] [--backend torch|onnx|onnx-int8]
+    textclf predict INPUT [--model data/model|data/onnx] [--output FILE] [--backend torch|onnx|onnx-int8]
     textclf export [--model data/model] [--output data/onnx]
     textclf compare [EXPERIMENT ...]
     textclf tune [--space tune.yaml] [--trials 12] [--jobs 1] [--storage URL] ...
@@ -21,7 +21,9 @@ def predict(args: argparse.Namespace) -> None:
 
     keep_freed_memory()
 
-    predict_file(args.input, Path(args.model), args.output, args.backend, args.batch_size, args.text_columns)
+    # Each backend's default folder is where the pipeline writes it: the evaluate stage, or `textclf export`.
+    folder = args.model or ("data/onnx" if args.backend.startswith("onnx") else "data/model")
+    predict_file(args.input, Path(folder), args.output, args.backend, args.batch_size, args.text_columns)
 
 
 def export(args: argparse.Namespace) -> None:
@@ -85,7 +87,11 @@ def parser() -> argparse.ArgumentParser:
         help="csv, tsv, json, jsonl or parquet with the model's text columns; - reads stdin: one text "
         "per line (a tab-separated pair for pair models)",
     )
-    p.add_argument("--model", default="data/model", help="trained model folder (default: data/model)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="trained model folder (default: data/model; with the onnx backends data/onnx, where export writes)",
+    )
     p.add_argument("--output", default=None, help="output file, format by extension (default: TSV on stdout)")
     p.add_argument(
         "--backend",

@@ -292,19 +292,26 @@ def load_torch(folder: Path):
     return model, "bf16" if bf16_supported() else "fp32"
 
 
-def load_onnx(folder: Path, backend: str):
-    import onnxruntime as ort
-
+def onnx_file(folder: Path, backend: str) -> Path:
+    """The backend's model file in `folder`; an error naming the export command when it is absent."""
     name = "model.int8.onnx" if backend == "onnx-int8" else "model.onnx"
     if not (folder / name).exists():
         raise InputError(f"{folder} has no {name}: make it with: textclf export --model data/model --output {folder}")
-    return ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
+    return folder / name
+
+
+def load_onnx(folder: Path, backend: str):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(onnx_file(folder, backend)), providers=["CPUExecutionProvider"])
 
 
 def predict_file(
     source: str, folder: Path, output: str | None, backend: str, batch_size: int, text_columns=None
 ) -> int:
     """Predict every row of `source` into `output` (stdout when None); returns the row count."""
+    if backend != "torch":
+        onnx_file(folder, backend)  # before read_task: a missing export folder gets the export hint
     task = read_task(folder, text_columns)
     chunks = read_chunks(source, task.text_columns)
     first = next(chunks, None)  # read before the model loads: a bad input fails at once
