@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from textclf.compare import Experiment, f1_scores, groups, paired_bootstrap, report
+from textclf.compare import Experiment, f1_scores, groups, one_per_seed, paired_bootstrap, report
 
 LABELS = np.array([0, 1] * 200)
 
@@ -32,6 +32,16 @@ def test_groups_are_params_except_the_seed_named_by_what_differs():
     found = [exp(f"a{s}", 1e-4, s, 0.8, rng) for s in (1, 2)] + [exp(f"b{s}", 5e-5, s, 0.8, rng) for s in (1, 2, 3)]
     named = groups(found)
     assert {k: len(v) for k, v in named.items()} == {"lr=0.0001": 2, "lr=5e-05": 3}
+
+
+def test_a_rerun_of_the_same_seed_counts_once():
+    # Two runs of lr 1e-4 with seed 1 are one seed: counted twice they would halve the spread's honesty.
+    rng = np.random.default_rng(0)
+    found = [exp("a1", 1e-4, 1, 0.8, rng), exp("a1-again", 1e-4, 1, 0.8, rng), exp("a2", 1e-4, 2, 0.8, rng)]
+    found += [exp("b1", 5e-5, 1, 0.8, rng)]
+    named, repeats = one_per_seed(groups(found))
+    assert {k: [e.name for e in v] for k, v in named.items()} == {"lr=0.0001": ["a1", "a2"], "lr=5e-05": ["b1"]}
+    assert repeats == ["a1-again"]
 
 
 def test_identical_predictions_show_no_difference():

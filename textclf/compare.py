@@ -95,6 +95,23 @@ def groups(found: list[Experiment]) -> dict[str, list[Experiment]]:
     return named
 
 
+def one_per_seed(named: dict[str, list[Experiment]]) -> tuple[dict[str, list[Experiment]], list[str]]:
+    """Each group with one experiment per seed (the first listed), and the names of the others: a rerun
+    of the same params and seed is not another seed, and counting it would narrow the spread and make
+    the bootstrap surer than the data allow."""
+    kept, repeats = {}, []
+    for label, members in named.items():
+        by_seed: dict[str, Experiment] = {}
+        for e in members:
+            seed = json.dumps(e.params.get("seed"))
+            if seed in by_seed:
+                repeats.append(e.name)
+            else:
+                by_seed[seed] = e
+        kept[label] = list(by_seed.values())
+    return kept, repeats
+
+
 def short(value, digits: int):
     """A float to `digits` significant digits (a search's lr=0.00027188506067054577: 0.000272)."""
     return f"{value:.{digits}g}" if isinstance(value, float) else value
@@ -185,9 +202,11 @@ def compare(names: list[str] | None = None, cwd: str = ".") -> str:
     for exp in found:
         load_predictions(exp, cwd)
     kept, other = same_rows(found)
-    named = groups(kept)
+    named, repeats = one_per_seed(groups(kept))
     first = max(named, key=lambda label: len(named[label]))  # the group with most seeds is the reference
     text = report({first: named[first]} | {k: v for k, v in named.items() if k != first})
     if other:
         text += f"\n\nLeft out, scored on other validation rows (other data): {', '.join(e.name for e in other)}"
+    if repeats:
+        text += f"\n\nLeft out, a rerun of a seed its group already has (same params and seed): {', '.join(repeats)}"
     return text
