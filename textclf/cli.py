@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from textclf.errors import InputError
+from textclf.paths import EXPORT, MODEL
 
 
 def predict(args: argparse.Namespace) -> None:
@@ -22,8 +23,9 @@ def predict(args: argparse.Namespace) -> None:
     keep_freed_memory()
 
     # Each backend's default folder is where the pipeline writes it: the evaluate stage, or `textclf export`.
-    folder = args.model or ("data/onnx" if args.backend.startswith("onnx") else "data/model")
-    predict_file(args.input, Path(folder), args.output, args.backend, args.batch_size, args.text_columns)
+    default = EXPORT if args.backend.startswith("onnx") else MODEL
+    folder = Path(args.model) if args.model else default
+    predict_file(args.input, folder, args.output, args.backend, args.batch_size, args.text_columns)
 
 
 def export(args: argparse.Namespace) -> None:
@@ -90,7 +92,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default=None,
-        help="trained model folder (default: data/model; with the onnx backends data/onnx, where export writes)",
+        help=f"trained model folder (default: {MODEL}; with the onnx backends {EXPORT}, where export writes)",
     )
     p.add_argument("--output", default=None, help="output file, format by extension (default: TSV on stdout)")
     p.add_argument(
@@ -110,8 +112,8 @@ def parser() -> argparse.ArgumentParser:
         "describe them, and check them against PyTorch on the validation split when run in the pipeline's "
         "repository.",
     )
-    e.add_argument("--model", default="data/model", help="trained model folder (default: data/model)")
-    e.add_argument("--output", default="data/onnx", help="export folder (default: data/onnx)")
+    e.add_argument("--model", default=str(MODEL), help=f"trained model folder (default: {MODEL})")
+    e.add_argument("--output", default=str(EXPORT), help=f"export folder (default: {EXPORT})")
     e.add_argument("--no-check", action="store_true", help="skip the agreement check on validation")
     e.set_defaults(func=export)
 

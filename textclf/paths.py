@@ -14,6 +14,7 @@ TASK_FILE = "textclf.json"  # in both: text columns, label names, max_length (wh
 CARD_FILE = "README.md"  # in MODEL: the model card
 CHECKPOINTS = DATA / "checkpoints"  # train: scratch space to resume from; never a DVC output
 PREDICTIONS = DATA / "predictions"  # evaluate: label names and class probabilities per row
+EXPORT = DATA / "onnx"  # textclf export: model.onnx and model.int8.onnx (not a DVC output); predict's onnx default
 
 METRICS = Path("metrics")
 TRAIN_CURVE = METRICS / "curves" / "train.tsv"  # train: loss and lr per logging step
