@@ -72,7 +72,10 @@ def mrpc_dir(tmp_path: Path) -> Path:
 
 
 def build_tiny_model(folder: Path) -> Path:
-    """A randomly initialised 2-layer BERT with the default model's tokenizer, saved as safetensors."""
+    """A randomly initialised 2-layer BERT with the default model's tokenizer, saved as safetensors: the
+    same weights in every session (seeded), so a run's curves are the same from one test session to the
+    next."""
+    import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from textclf.pretrained import model_source
@@ -86,6 +89,7 @@ def build_tiny_model(folder: Path) -> Path:
         intermediate_size=64,
         max_position_embeddings=128,
     )
+    torch.manual_seed(0)
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

@@ -13,6 +13,7 @@ import torch
 
 from tests.conftest import copy_work, read, set_params, stage_run, tool_env
 from tests.test_params import defaults
+from textclf.engines.base import is_better
 from textclf.engines.loop import warmup_steps
 from textclf.errors import InputError
 from textclf.model import param_groups
@@ -87,6 +88,30 @@ def test_early_stopping_on_step_evaluations_keeps_the_best(prepared, tmp_path, e
     # The first evaluation (step 5) is the best; two more without gain stop the run at step 15 of 60.
     assert train["stopped_early"] is True and train["best_epoch"] == 0.25 and train["steps"] == 15
     assert [r.split("\t")[0] for r in read(work, "metrics/curves/eval.tsv")[1:]] == ["5", "10", "15"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_tie_on_the_metric_keeps_the_evaluation_with_the_lower_loss(prepared, tmp_path, engine):
+    # Two validation rows: accuracy can only be 0, 0.5 or 1, so evaluations tie while the loss moves.
+    work = copy_work(prepared, tmp_path / engine)
+    params = {"max_eval_samples": 2, "lr": 1e-3, "eval_steps": 5, "metric_for_best_model": "accuracy"}
+    stage_run(work, "tokenize", **params)
+    stage_run(work, "train", engine=engine, **params)
+    rows = [r.split("\t") for r in read(work, "metrics/curves/eval.tsv")[1:]]  # step epoch loss accuracy ...
+    top = [r for r in rows if float(r[3]) == max(float(r[3]) for r in rows)]
+    kept = min(top, key=lambda r: float(r[2]))
+    assert len(top) > 1 and kept is not top[0], "the tiny run no longer ties at a falling loss: change its lr"
+    assert read(work, "metrics/train.json")["best_epoch"] == float(kept[1])
+    stage_run(work, "evaluate")
+    assert read(work, "metrics/eval.json")["loss"] == pytest.approx(float(kept[2]), abs=1e-5)  # that model
+
+
+def test_is_better_breaks_a_tie_by_the_lower_loss():
+    assert is_better(0.8, None, True) and is_better(0.9, 0.8, True, 0.5, 0.1)  # a better metric, whatever the loss
+    assert not is_better(0.7, 0.8, True, 0.1, 0.5)
+    assert is_better(0.8, 0.8, True, 0.4, 0.5) and not is_better(0.8, 0.8, True, 0.5, 0.5)
+    assert not is_better(0.8, 0.8, True, 0.6, 0.5) and not is_better(0.8, 0.8, True)  # no losses: no tie-break
+    assert is_better(0.4, 0.5, False, 0.4, 0.5) and not is_better(0.5, 0.5, False, 0.5, 0.5)  # by loss itself
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -24,6 +24,7 @@ from textclf.averaging import WeightAverage, averaging
 from textclf.console import Progress, eval_line
 from textclf.curves import write_progress
 from textclf.engines.base import (
+    LOSS_KEY,
     EpochLengthSampler,
     Job,
     Outcome,
@@ -148,6 +149,7 @@ def train_with_accelerate(job: Job) -> Outcome:
         "step": 0,
         "log_history": [],
         "best": None,
+        "best_loss": None,
         "best_epoch": None,
         "bad": 0,
     }
@@ -181,17 +183,19 @@ def train_with_accelerate(job: Job) -> Outcome:
                 scores[f"eval_{name}_runtime"] = round(time.perf_counter() - began, 4)  # as the Trainer logs it
         epoch = st["step"] / steps_per_epoch
         st["log_history"].append({**scores, "epoch": epoch, "step": st["step"]})
-        better = is_better(scores[metric], st["best"], greater)
+        # Patience counts evaluations without a better metric, as the Trainer's early stopping does; the
+        # kept model also moves to an equal metric at a lower validation loss (is_better).
+        gained = is_better(scores[metric], st["best"], greater)
+        better = is_better(scores[metric], st["best"], greater, scores[LOSS_KEY], st.get("best_loss"))
         named = {k.removeprefix("eval_validation_"): v for k, v in scores.items()}
         sample = scores.get("eval_train_sample_accuracy")
         progress.say(eval_line(epoch, p.epochs, st["step"], total, named, progress.loss, better, sample))
+        st["bad"] = 0 if gained else st["bad"] + 1
         if better:
-            st["best"], st["best_epoch"], st["bad"] = scores[metric], round(epoch, 4), 0
+            st["best"], st["best_loss"], st["best_epoch"] = scores[metric], scores[LOSS_KEY], round(epoch, 4)
             if accelerator.is_main_process:
                 with atomic_dir(best_dir) as tmp:  # a kill mid-save keeps the previous best intact
                     save_model(accelerator.unwrap_model(model), str(tmp / "model.safetensors"))
-        else:
-            st["bad"] += 1
 
     model.train()
     # out_of_patience in the condition too: a run killed right after its stopping evaluation stays stopped.

@@ -22,6 +22,7 @@ from textclf.averaging import averaging
 from textclf.console import Progress, eval_line
 from textclf.curves import write_progress
 from textclf.engines.base import (
+    LOSS_KEY,
     EpochLengthSampler,
     Interrupt,
     Job,
@@ -108,7 +109,7 @@ class ReportProgress(TrainerCallback):
     curves and metrics/progress.json rewritten, so a running experiment shows its progress."""
 
     def __init__(self, p: Params) -> None:
-        self.p, self.progress, self.best, self.sample = p, None, None, {}
+        self.p, self.progress, self.best, self.best_loss, self.sample = p, None, None, None, {}
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.progress = Progress(state.max_steps, state.global_step, enabled=state.is_world_process_zero)
@@ -127,8 +128,8 @@ class ReportProgress(TrainerCallback):
             return
         key, greater = best_metric_key(self.p)
         value = metrics.get(key)
-        best = value is not None and is_better(value, self.best, greater)
-        self.best = value if best else self.best
+        best = value is not None and is_better(value, self.best, greater, metrics.get(LOSS_KEY), self.best_loss)
+        self.best, self.best_loss = (value, metrics.get(LOSS_KEY)) if best else (self.best, self.best_loss)
         scores = {k.removeprefix("eval_validation_"): v for k, v in metrics.items()}
         where = (state.epoch, self.p.epochs, state.global_step, state.max_steps)
         sample = self.sample.get("eval_train_sample_accuracy")
@@ -151,7 +152,7 @@ class UpdateAverage(TrainerCallback):
 
 
 class PipelineTrainer(Trainer):
-    """The Trainer with six changes:
+    """The Trainer with seven changes:
     - a class-weighted and/or label-smoothed loss while training, when asked for (evaluation keeps the
       plain loss, so validation losses compare across class_weights and label_smoothing settings);
     - length-grouped batches in an order fixed by the seed and epoch (EpochLengthSampler), so a run
@@ -161,7 +162,9 @@ class PipelineTrainer(Trainer):
       resume, so the resumed run's curve has the same values as the uninterrupted run's;
     - with `ema`, evaluation (and so the choice of the best checkpoint) runs on the averaged weights,
       which each checkpoint saves beside the live ones (textclf.averaging);
-    - its per-step FLOP estimate (for `total_flos`) counts the model's parameters once, not at every step.
+    - its per-step FLOP estimate (for `total_flos`) counts the model's parameters once, not at every step;
+    - an evaluation that equals the best metric at a lower validation loss becomes the best (is_better),
+      as in the loop engine; early stopping still counts only metric gains.
     """
 
     loss_is_scaled_for_ga = False  # a per-batch mean: the Trainer divides it by grad_accum itself
@@ -187,6 +190,21 @@ class PipelineTrainer(Trainer):
             return super().evaluate(*args, **kwargs)
         with self.average.swapped():
             return super().evaluate(*args, **kwargs)
+
+    def _determine_best_metric(self, metrics, trial) -> bool:
+        # The Trainer's strict comparison, then the tie-break: the state before this evaluation is the
+        # best metric and, in the log, the loss of the evaluation at best_global_step.
+        best, best_step = self.state.best_metric, self.state.best_global_step
+        if super()._determine_best_metric(metrics, trial):
+            return True
+        key, greater = best_metric_key(self.pipeline_params)
+        best_loss = next(
+            (r[LOSS_KEY] for r in self.state.log_history if r.get("step") == best_step and LOSS_KEY in r), None
+        )
+        if not is_better(metrics[key], best, greater, metrics.get(LOSS_KEY), best_loss):
+            return False
+        self.state.best_global_step = self.state.global_step  # the checkpoint saved next is the best
+        return True
 
     def create_optimizer(self, model=None):
         # Per-group learning rates (head_lr_scale, layer_lr_decay); the defaults keep the Trainer's own.
