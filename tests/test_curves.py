@@ -7,6 +7,7 @@ import time
 
 from tests.conftest import copy_work, set_params, stage_cmd, tool_env
 from tests.test_params import defaults
+from textclf.console import eval_line
 from textclf.curves import curves
 from textclf.params import parse_params
 
@@ -62,3 +63,13 @@ def test_one_row_per_evaluation_with_both_scores():
     train, evals = curves(log)
     assert [r["step"] for r in train] == [10] and [r["step"] for r in evals] == [10, 20]
     assert evals[0]["train_sample_accuracy"] == 0.7 and evals[1]["train_sample_accuracy"] == ""
+
+
+def test_the_evaluation_line_reads_well_before_the_first_logged_loss():
+    scores = {"loss": 0.5, "accuracy": 0.8, "f1": 0.75}
+    assert eval_line(0.32, 3, 6, 57, scores, None, True, 0.91) == (
+        "epoch 0.32/3 (step 6/57): train accuracy 0.910 | validation loss 0.500, accuracy 0.800, f1 0.750 (best so far)"
+    )
+    line = eval_line(1, 3, 20, 57, scores, 0.4, False, 0.9)
+    assert line.startswith("epoch 1/3 (step 20/57): train loss 0.400, train accuracy 0.900 | validation loss")
+    assert eval_line(1, 3, 20, 57, scores, None, False).startswith("epoch 1/3 (step 20/57): validation loss 0.500")

@@ -92,9 +92,9 @@ def eval_line(
     """e.g. `epoch 1.2/3 (step 280/690): train loss 0.41, train accuracy 0.852 | validation loss 0.452,
     accuracy 0.800, f1 0.862 (best so far)`"""
     where = f"epoch {epoch:.2g}/{epochs} (step {step}/{steps})"
-    train = f"train loss {train_loss:.3f}" if train_loss is not None else ""
-    train += f", train accuracy {train_acc:.3f}" if train_acc is not None else ""
-    train += " | " if train else ""
+    parts = [f"train loss {train_loss:.3f}"] if train_loss is not None else []  # none logged before a first eval
+    parts += [f"train accuracy {train_acc:.3f}"] if train_acc is not None else []
+    train = ", ".join(parts) + " | " if parts else ""
     val = ", ".join(f"{k} {scores[k]:.3f}" for k in ("loss", "accuracy", "f1") if k in scores)
     return f"{where}: {train}validation {val}" + (" (best so far)" if best else "")
 
