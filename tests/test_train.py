@@ -64,7 +64,7 @@ def test_same_seed_same_metrics(prepared, tmp_path, engine):
 def test_early_stopping_keeps_the_best_epoch(prepared, tmp_path, engine):
     # lr so small that accuracy cannot move: no epoch after the first improves on it.
     work = copy_work(prepared, tmp_path / engine)
-    stage_run(
+    out = stage_run(
         work,
         "train",
         engine=engine,
@@ -76,6 +76,7 @@ def test_early_stopping_keeps_the_best_epoch(prepared, tmp_path, engine):
     )
     train = read(work, "metrics/train.json")
     assert train["stopped_early"] is True and train["epochs_run"] == 2.0 and train["best_epoch"] == 1.0
+    assert "early stopping is disabled" not in out.stdout + out.stderr  # the train sample's evaluation
     assert len(read(work, "metrics/curves/eval.tsv")) == 1 + 2
 
 

@@ -141,6 +141,16 @@ class ReportProgress(TrainerCallback):
         self.progress.close()
 
 
+class EarlyStoppingOnValidation(EarlyStoppingCallback):
+    """The Trainer's early stopping, skipping the train sample's evaluation: that one has no validation
+    metric, and the stock callback says "early stopping is disabled" at each (while it still works on
+    validation's)."""
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if metrics and f"eval_{args.metric_for_best_model}" in metrics:
+            super().on_evaluate(args, state, control, metrics=metrics, **kwargs)
+
+
 class UpdateAverage(TrainerCallback):
     """`ema`: the average moves after each optimizer step (before that step's evaluation)."""
 
@@ -263,7 +273,7 @@ def train_with_trainer(job: Job) -> Outcome:
     p = job.p
     callbacks = [StopOnInterrupt(job.interrupt), ReportProgress(p)]
     if p.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=p.early_stopping_patience))
+        callbacks.append(EarlyStoppingOnValidation(early_stopping_patience=p.early_stopping_patience))
     validation = job.data["validation"]
     evaluated = {"validation": validation.select(length_order(validation))}
     sample = train_sample(job.data["train"], p.train_eval_rows)
