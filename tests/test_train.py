@@ -76,7 +76,9 @@ def test_early_stopping_keeps_the_best_epoch(prepared, tmp_path, engine):
     )
     train = read(work, "metrics/train.json")
     assert train["stopped_early"] is True and train["epochs_run"] == 2.0 and train["best_epoch"] == 1.0
-    assert "early stopping is disabled" not in out.stdout + out.stderr  # the train sample's evaluation
+    said = out.stdout + out.stderr
+    assert "early stopping is disabled" not in said  # the stock callback's line at the train sample's evaluation
+    assert "early stopping: no better validation accuracy in 1 evaluation(s); the best one is the model" in said
     assert len(read(work, "metrics/curves/eval.tsv")) == 1 + 2
 
 

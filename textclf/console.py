@@ -99,6 +99,12 @@ def eval_line(
     return f"{where}: {train}validation {val}" + (" (best so far)" if best else "")
 
 
+def early_stop_line(metric: str, evaluations: int) -> str:
+    """Said when early stopping ends a run (both engines)."""
+    name = metric.removeprefix("eval_").removeprefix("validation_")
+    return f"early stopping: no better validation {name} in {evaluations} evaluation(s); the best one is the model"
+
+
 class Progress:
     """Training progress: a bar on a terminal; elsewhere a plain line at every tenth of the run.
     Silent in all but the main process."""

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, RandomSampler
 from transformers import DataCollatorWithPadding, get_scheduler
 
 from textclf.averaging import WeightAverage, averaging
-from textclf.console import Progress, eval_line
+from textclf.console import Progress, early_stop_line, eval_line
 from textclf.curves import write_progress
 from textclf.engines.base import (
     LOSS_KEY,
@@ -241,7 +241,7 @@ def train_with_accelerate(job: Job) -> Outcome:
         if not every:
             evaluate_here()
         if out_of_patience(p, st["bad"]):
-            progress.say(f"early stopping: no gain in {metric} for {st['bad']} evaluation(s)")
+            progress.say(early_stop_line(metric, st["bad"]))
             break
     progress.close()
     accelerator.wait_for_everyone()

@@ -19,7 +19,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import has_length
 
 from textclf.averaging import averaging
-from textclf.console import Progress, eval_line
+from textclf.console import Progress, early_stop_line, eval_line
 from textclf.curves import write_progress
 from textclf.engines.base import (
     LOSS_KEY,
@@ -150,6 +150,9 @@ class EarlyStoppingOnValidation(EarlyStoppingCallback):
         if metrics and f"eval_{args.metric_for_best_model}" in metrics:
             super().on_evaluate(args, state, control, metrics=metrics, **kwargs)
 
+    def out_of_patience(self) -> bool:
+        return self.early_stopping_patience_counter >= self.early_stopping_patience
+
 
 class UpdateAverage(TrainerCallback):
     """`ema`: the average moves after each optimizer step (before that step's evaluation)."""
@@ -272,8 +275,8 @@ class PipelineTrainer(Trainer):
 def train_with_trainer(job: Job) -> Outcome:
     p = job.p
     callbacks = [StopOnInterrupt(job.interrupt), ReportProgress(p)]
-    if p.early_stopping_patience:
-        callbacks.append(EarlyStoppingOnValidation(early_stopping_patience=p.early_stopping_patience))
+    stopper = EarlyStoppingOnValidation(p.early_stopping_patience) if p.early_stopping_patience else None
+    callbacks += [stopper] if stopper else []
     validation = job.data["validation"]
     evaluated = {"validation": validation.select(length_order(validation))}
     sample = train_sample(job.data["train"], p.train_eval_rows)
@@ -296,6 +299,8 @@ def train_with_trainer(job: Job) -> Outcome:
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(job.resume) if job.resume else None)
     state = trainer.state
+    if stopper and stopper.out_of_patience() and trainer.is_world_process_zero():
+        print(early_stop_line(best_metric_key(p)[0], stopper.early_stopping_patience_counter), flush=True)
     if trainer.average is not None and state.best_model_checkpoint and not job.interrupt.requested:
         trainer.average.apply(Path(state.best_model_checkpoint))  # the best evaluation's averaged weights
     best_epoch = next(
