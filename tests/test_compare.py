@@ -2,10 +2,14 @@
 bootstrap that finds no difference between identical predictions and a sure one between very
 different ones."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+from tests.conftest import tool_env
 from textclf.compare import Experiment, f1_scores, groups, one_per_seed, paired_bootstrap, report
 
 LABELS = np.array([0, 1] * 200)
@@ -78,3 +82,17 @@ def test_group_names_round_floats_but_never_merge_groups():
     found.append(exp("c", 5.421486078581555e-05, 1, 0.8, rng))
     assert list(groups(found)) == ["lr=0.0002719", "lr=0.0002721", "lr=5.421e-05"]  # 3 digits would merge a, b
     assert list(groups(found[1:])) == ["lr=0.000272", "lr=5.42e-05"]
+
+
+def test_no_experiments_on_this_commit_says_where_older_ones_are(tmp_path):
+    env = tool_env()
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=tmp_path, env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "textclf.cli", "compare"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: no finished experiments on this commit to compare (those run on an earlier commit: dvc exp show -A); "
+        "queue some: dvc exp run --queue -S seed=1,2,3"
+    )

@@ -52,9 +52,15 @@ def experiments(names: list[str] | None = None, cwd: str = ".") -> list[Experime
     if names:
         missing = sorted(set(names) - {e.name for e in found})
         if missing:
-            raise InputError(f"no finished experiment named {', '.join(missing)}; see: dvc exp show")
+            raise InputError(
+                f"no finished experiment named {', '.join(missing)} on this commit; see: dvc exp show "
+                "(experiments run on an earlier commit: dvc exp show -A)"
+            )
     if not found:
-        raise InputError("no finished experiments to compare; queue some: dvc exp run --queue -S seed=1,2,3")
+        raise InputError(
+            "no finished experiments on this commit to compare (those run on an earlier commit: dvc exp show "
+            "-A); queue some: dvc exp run --queue -S seed=1,2,3"
+        )
     return found
 
 
