@@ -9,9 +9,13 @@ import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from tests.conftest import LABELED_HEADER, ROWS, TEST_HEADER, tsv
+from tests.test_params import defaults
 from textclf.data import load_hub, load_local
 from textclf.errors import InputError
 from textclf.labels import carve_validation, label_counts, prepare
+from textclf.params import parse_params
+from textclf.preflight import check_columns
+from textclf.sources import separator_hint
 
 SMS = [("ham", "See you at 6?"), ("spam", "WIN a FREE prize now!!!"), ("ham", "Ok, on my way")] * 6 + [
     ("spam", "Claim your cash reward"),
@@ -124,6 +128,19 @@ def test_integer_labels_keep_numeric_order(tmp_path):
     data, task = run(tmp_path, ["review"], "stars")
     assert task.label_names == ["1", "2", "3", "4", "5", "10"]  # not "1", "10", "2", ...
     assert data["train"]["label"][:6] == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_semicolon_separated_csv_is_named_as_such(tmp_path):
+    (tmp_path / "train.csv").write_text("review;stars\ngreat;5\nawful;1\n" * 3)
+    expected = "It read as one column whose name holds ';'s: a .csv file must be comma-separated"
+    with pytest.raises(InputError, match=r"no text column 'review'; its columns are \['review;stars'\]") as e:
+        run(tmp_path, ["review"], "stars")
+    assert expected in str(e.value)
+    with pytest.raises(InputError) as e:  # the source stage's check, before anything is read
+        check_columns(parse_params(defaults() | {"dataset": str(tmp_path), "text_columns": ["review"]}))
+    assert expected in str(e.value)
+    assert separator_hint(["a\tb"]).startswith(" It read as one column whose name holds tabs")
+    assert separator_hint(["review", "stars"]) == separator_hint(["review"]) == ""
 
 
 def test_a_missing_text_column_names_the_file_and_the_columns(tmp_path):

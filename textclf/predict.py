@@ -21,6 +21,7 @@ from textclf.errors import InputError
 from textclf.files import read_json
 from textclf.inference import softmax
 from textclf.paths import TASK_FILE
+from textclf.sources import separator_hint
 
 CHUNK = 4096  # rows read, predicted and written at a time
 INPUT_FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
@@ -89,7 +90,7 @@ def missing(found: list[str], columns: list[str], source: str) -> None:
     if absent:
         raise InputError(
             f"{source}: no column {absent[0]!r}, which the model reads; its columns are {found}. "
-            f"Rename the column, or pass --text-columns."
+            f"Rename the column, or pass --text-columns." + separator_hint(found)
         )
 
 

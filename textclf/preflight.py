@@ -14,7 +14,14 @@ from textclf.errors import InputError
 from textclf.files import read_json
 from textclf.params import Params
 from textclf.pretrained import local_model
-from textclf.sources import find_split_files, local_folder, missing_column, peek_columns, require_folder
+from textclf.sources import (
+    find_split_files,
+    local_folder,
+    missing_column,
+    peek_columns,
+    require_folder,
+    separator_hint,
+)
 
 
 def preflight(p: Params) -> None:
@@ -43,7 +50,10 @@ def check_columns(p: Params) -> None:
             continue
         what = "text column" if missing in p.text_columns else "label column"
         setting = "text_columns" if missing in p.text_columns else "label_column"
-        raise InputError(f"{path}: no {what} {missing!r}; its columns are {columns}. Set {setting} to one of them.")
+        raise InputError(
+            f"{path}: no {what} {missing!r}; its columns are {columns}. Set {setting} to one of them."
+            + separator_hint(columns)
+        )
 
 
 def check_model(p: Params) -> None:

@@ -126,6 +126,21 @@ def missing_column(columns: list[str], text_columns: list[str], label_column: st
     return label_column if label_column not in columns and split != "test" else None
 
 
+SEPARATORS = {"\t": "tabs", ";": "';'s", "|": "'|'s", ",": "commas"}
+
+
+def separator_hint(columns: list[str]) -> str:
+    """A sentence to add where a file read as a single column has another separator in that column's name
+    (a ';'-separated .csv, as a spreadsheet writes in many locales), or ''."""
+    found = [name for sep, name in SEPARATORS.items() if len(columns) == 1 and sep in columns[0]]
+    if not found:
+        return ""
+    return (
+        f" It read as one column whose name holds {found[0]}: a .csv file must be comma-separated and a .tsv"
+        " file tab-separated; save it that way, or give it the extension of its separator."
+    )
+
+
 def hub_unreachable(timeout: float = 3.0) -> str | None:
     """Why the Hugging Face Hub can't be reached (offline mode, no DNS, refused), or None if it can.
     Asked once, in seconds, instead of letting the libraries retry for half a minute."""
