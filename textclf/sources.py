@@ -136,8 +136,8 @@ def separator_hint(columns: list[str]) -> str:
     if not found:
         return ""
     return (
-        f" It read as one column whose name holds {found[0]}: a .csv file must be comma-separated and a .tsv"
-        " file tab-separated; save it that way, or give it the extension of its separator."
+        f" It read as one column whose name holds {found[0]}: a .csv file must be comma-separated (a .tsv"
+        " file tab-separated); save it that way."
     )
 
 
