@@ -275,8 +275,8 @@ class PipelineTrainer(Trainer):
 def train_with_trainer(job: Job) -> Outcome:
     p = job.p
     callbacks = [StopOnInterrupt(job.interrupt), ReportProgress(p)]
-    stopper = EarlyStoppingOnValidation(p.early_stopping_patience) if p.early_stopping_patience else None
-    callbacks += [stopper] if stopper else []
+    if p.early_stopping_patience:
+        callbacks.append(EarlyStoppingOnValidation(p.early_stopping_patience))
     validation = job.data["validation"]
     evaluated = {"validation": validation.select(length_order(validation))}
     sample = train_sample(job.data["train"], p.train_eval_rows)
@@ -299,6 +299,8 @@ def train_with_trainer(job: Job) -> Outcome:
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(job.resume) if job.resume else None)
     state = trainer.state
+    # Found again after train(): a resume replaces the callback with one restored from the checkpoint.
+    stopper = next((c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStoppingOnValidation)), None)
     if stopper and stopper.out_of_patience() and trainer.is_world_process_zero():
         print(early_stop_line(best_metric_key(p)[0], stopper.early_stopping_patience_counter), flush=True)
     if trainer.average is not None and state.best_model_checkpoint and not job.interrupt.requested:
