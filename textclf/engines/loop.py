@@ -201,6 +201,9 @@ def train_with_accelerate(job: Job) -> Outcome:
     # out_of_patience in the condition too: a run killed right after its stopping evaluation stays stopped.
     while st["epoch"] < p.epochs and not out_of_patience(p, st["bad"]) and not interrupt.requested:
         loader = accelerator.prepare(train_loader(train_ds, p, collator, st["epoch"]))
+        # Accelerate's loader tells its sampler its own epoch count when iterated, 0 for a new loader: without
+        # this, a single-process run trained every epoch on epoch 0's batch order.
+        loader.set_epoch(st["epoch"])
         if st["batches_done"]:
             loader = accelerator.skip_first_batches(loader, st["batches_done"])
         for batch in loader:
@@ -215,6 +218,7 @@ def train_with_accelerate(job: Job) -> Outcome:
             window.append(loss.detach().float())
             if not accelerator.sync_gradients:
                 continue
+            used_lr = scheduler.get_last_lr()[0]  # this step's lr, the one logged (as the Trainer does)
             scheduler.step()
             st["step"] += 1
             if average is not None:
@@ -222,9 +226,8 @@ def train_with_accelerate(job: Job) -> Outcome:
             if st["step"] % p.logging_steps == 0:
                 mean = accelerator.gather(torch.stack(window).mean()).mean().item()
                 progress.loss = mean
-                lr = scheduler.get_last_lr()[0]
                 st["log_history"].append(
-                    {"loss": mean, "learning_rate": lr, "epoch": st["step"] / steps_per_epoch, "step": st["step"]}
+                    {"loss": mean, "learning_rate": used_lr, "epoch": st["step"] / steps_per_epoch, "step": st["step"]}
                 )
                 window = []
             progress.step(st["step"])
