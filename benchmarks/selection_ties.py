@@ -15,16 +15,17 @@ predicted class has probability above 0.9 (what a user routing only confident pr
 import argparse
 import csv
 import json
-import os
 import random
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import levers  # noqa: E402  (the stage runner and params writer)
+
+ROOT = levers.ROOT
 TOPICS = {
     "billing": [
         "I was charged twice for my {p} subscription",
@@ -68,13 +69,10 @@ def write_tickets(folder: Path, sizes: dict[str, int], seed: int = 7) -> None:
 def run(code: Path, data: Path, work: Path, seed: int) -> dict:
     work.mkdir(parents=True)
     params = yaml.safe_load((code / "params.yaml").read_text())
-    params |= {"dataset": str(data), "text_columns": ["text"], "label_column": "label", "seed": seed}
-    (work / "params.yaml").write_text(yaml.safe_dump(params))
-    env = {**os.environ, "PYTHONPATH": str(code), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    task = {"dataset": str(data), "text_columns": ["text"], "label_column": "label", "seed": seed}
+    levers.write_params(work, params, task)
     for stage in ("download", "tokenize", "train", "evaluate"):
-        done = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=work, env=env, capture_output=True)
-        if done.returncode != 0:
-            sys.exit(f"selection_ties: {code} stages.{stage} failed:\n{done.stderr.decode()[-3000:]}")
+        levers.stage(work, stage, {"PYTHONPATH": str(code)})  # that checkout's stages
     read = lambda name: json.loads((work / "metrics" / name).read_text())  # noqa: E731
     rows = list(csv.DictReader((work / "data" / "predictions" / "test.tsv").open(), delimiter="\t"))
     top = [max(float(v) for k, v in r.items() if k.startswith("prob_")) for r in rows]
