@@ -20,7 +20,7 @@ import numpy as np
 from textclf.errors import InputError
 from textclf.files import read_json
 from textclf.inference import softmax
-from textclf.paths import TASK_FILE
+from textclf.paths import MODEL, TASK_FILE
 from textclf.sources import separator_hint
 
 CHUNK = 4096  # rows read, predicted and written at a time
@@ -297,7 +297,7 @@ def onnx_file(folder: Path, backend: str) -> Path:
     """The backend's model file in `folder`; an error naming the export command when it is absent."""
     name = "model.int8.onnx" if backend == "onnx-int8" else "model.onnx"
     if not (folder / name).exists():
-        raise InputError(f"{folder} has no {name}: make it with: textclf export --model data/model --output {folder}")
+        raise InputError(f"{folder} has no {name}: make it with: textclf export --model {MODEL} --output {folder}")
     return folder / name
 
 
