@@ -1,0 +1,116 @@
+"""Does reading each pair in both orders at prediction time help a paraphrase classifier? A probe.
+
+Whether two sentences are paraphrases does not depend on which comes first, but a cross-encoder reads
+"A [SEP] B" and "B [SEP] A" as different inputs and scores them differently. Training on both orders
+scored lower (benchmarks/README.md, round 6); this probe asks whether averaging the two orders' class
+probabilities at prediction time does better, for free at training time. On MRPC carved as in
+levers.py (the same fixed held-out slice of train), it trains the defaults for each seed, then scores
+validation and the held-out slice with the trained model in the given order, in the swapped order,
+and with the two orders' probabilities averaged (all three computed here, the same way, in fp32).
+
+    python benchmarks/pair_order_probe.py [--data ../shared/mrpc] [--seeds 1 2 3 4 5] [--out rows.jsonl]
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from datasets import load_from_disk
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import levers  # noqa: E402  (the carve and the stage runner)
+
+import textclf.heads  # noqa: E402, F401  (registers the mean-pooled model type)
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(levers.ROOT.parent / "shared" / "mrpc"))
+    ap.add_argument("--holdout", type=int, default=400)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    ap.add_argument("--out", default=None, help="append one JSON line per seed")
+    return ap.parse_args()
+
+
+@torch.no_grad()
+def probabilities(folder: Path, first: list[str], second: list[str], max_length: int) -> np.ndarray:
+    """P(second label) per pair, in the given order, batches of 64 in length order, fp32."""
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    order = sorted(range(len(first)), key=lambda i: len(first[i]) + len(second[i]))
+    out = np.empty(len(first))
+    for s in range(0, len(order), 64):
+        idx = order[s : s + 64]
+        batch = tok([first[i] for i in idx], [second[i] for i in idx], padding=True, truncation=True,
+                    max_length=max_length, return_tensors="pt")  # fmt: skip
+        out[idx] = torch.softmax(model(**batch).logits.float(), dim=-1)[:, 1].numpy()
+    return out
+
+
+def f1_score(y: np.ndarray, pred: np.ndarray) -> float:
+    """F1 of the second label (MRPC's "paraphrase"), as the evaluate stage reports it."""
+    tp = int((pred & (y == 1)).sum())
+    return 2 * tp / max(int(pred.sum()) + int((y == 1).sum()), 1)
+
+
+def accuracy_score(y: np.ndarray, pred: np.ndarray) -> float:
+    return float((pred == (y == 1)).mean())
+
+
+def main() -> None:
+    args = parse_args()
+    base = yaml.safe_load((levers.ROOT / "params.yaml").read_text())
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-pair-order-") as tmp:
+        work = Path(tmp) / "work"
+        work.mkdir()
+        levers.carve(Path(args.data).resolve(), Path(tmp) / "data", args.holdout)
+        base["dataset"] = str(Path(tmp) / "data")
+        levers.write_params(work, base, {})
+        levers.prepare_data(work, base, {})
+        raw = load_from_disk(str(work / "data" / "raw"))
+        splits = {"val": "validation", "held": "test"}
+        for seed in args.seeds:
+            levers.write_params(work, base, {"seed": seed})
+            levers.stage(work, "train")
+            row = {"seed": seed}
+            for key, split in splits.items():
+                a, b, y = raw[split]["text"], raw[split]["text_pair"], np.array(raw[split]["label"])
+                given = probabilities(work / "data" / "trained", a, b, base["max_length"])
+                swapped = probabilities(work / "data" / "trained", b, a, base["max_length"])
+                for name, p in (("given", given), ("swapped", swapped), ("both", (given + swapped) / 2)):
+                    row[f"{key}_{name}_f1"] = f1_score(y, p > 0.5)
+                    row[f"{key}_{name}_acc"] = accuracy_score(y, p > 0.5)
+                row[f"{key}_flips"] = int(((given > 0.5) != (swapped > 0.5)).sum())
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if args.out:
+                with open(args.out, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+
+    def spread(values: list[float], sign: str = "") -> str:
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{100 * statistics.mean(values):{sign}.2f} ± {100 * sd:.2f}"
+
+    print(
+        "\n| scored on | given order F1 | swapped F1 | both orders F1 | both - given F1 (paired) "
+        "| both - given acc (paired) | pairs whose label flips with the order |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for key, name in (("val", "validation"), ("held", "held-out slice")):
+        f1 = {n: spread([r[f"{key}_{n}_f1"] for r in rows]) for n in ("given", "swapped", "both")}
+        gain = spread([r[f"{key}_both_f1"] - r[f"{key}_given_f1"] for r in rows], "+")
+        gain_acc = spread([r[f"{key}_both_acc"] - r[f"{key}_given_acc"] for r in rows], "+")
+        flips = statistics.mean(r[f"{key}_flips"] for r in rows)
+        print(f"| {name} | {f1['given']} | {f1['swapped']} | {f1['both']} | {gain} | {gain_acc} | {flips:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
