@@ -37,13 +37,20 @@ ROOT = Path(__file__).resolve().parents[1]
 HOLDOUT_SEED = 20261126  # fixed: every sweep holds out the same rows
 
 
-def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def probe_parser(description: str) -> argparse.ArgumentParser:
+    """The options of a probe that trains the defaults per seed on the carved data (--data, --holdout,
+    --seeds), as this script takes them."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "mrpc"))
-    ap.add_argument("--text-columns", nargs="+", default=None, help="default: params.yaml's")
     ap.add_argument("--holdout", type=int, default=400, help="train rows held out as the judge")
-    ap.add_argument("--max-train", type=int, default=None, help="max_train_samples (after the holdout)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    return ap
+
+
+def parse_args() -> argparse.Namespace:
+    ap = probe_parser(__doc__.splitlines()[0])
+    ap.add_argument("--text-columns", nargs="+", default=None, help="default: params.yaml's")
+    ap.add_argument("--max-train", type=int, default=None, help="max_train_samples (after the holdout)")
     ap.add_argument(
         "--setting",
         action="append",
@@ -160,6 +167,18 @@ def prepare_data(work: Path, values: dict, made_with: dict) -> None:
             made_with.update({k: values.get(k) for k in keys})
 
 
+def carved_workspace(tmp: Path, data: Path, holdout: int, base: dict, made_with: dict) -> tuple[Path, dict]:
+    """tmp/work, a pipeline workspace on `data` carved into tmp/data (see carve), its data downloaded
+    and tokenized with `base` (its dataset set to the carved copy, in place); and carve's sizes."""
+    work = tmp / "work"
+    work.mkdir()
+    sizes = carve(data.resolve(), tmp / "data", holdout)
+    base["dataset"] = str(tmp / "data")
+    write_params(work, base, {})
+    prepare_data(work, base, made_with)
+    return work, sizes
+
+
 def one_run(work: Path, base: dict, name: str, overrides: dict, seed: int, made_with: dict) -> dict:
     params, env = split_env(overrides)
     write_params(work, base, params | {"seed": seed})
@@ -216,14 +235,9 @@ def main() -> None:
     base |= {"max_train_samples": args.max_train} if args.max_train else {}
     base |= {"text_columns": args.text_columns} if args.text_columns else {}
     with tempfile.TemporaryDirectory(prefix="bench-levers-") as tmp:
-        work = Path(tmp) / "work"
-        work.mkdir()
-        sizes = carve(Path(args.data).resolve(), Path(tmp) / "data", args.holdout)
-        base["dataset"] = str(Path(tmp) / "data")
-        print(f"levers: {sizes['train']} train rows, {sizes['holdout']} held out", file=sys.stderr)
-        write_params(work, base, {})
         made_with: dict = {}  # the params the workspace's data/raw and data/tokenized were made with
-        prepare_data(work, base, made_with)
+        work, sizes = carved_workspace(Path(tmp), Path(args.data), args.holdout, base, made_with)
+        print(f"levers: {sizes['train']} train rows, {sizes['holdout']} held out", file=sys.stderr)
         # Seed by seed, every setting in turn: the machine's drift over the invocation falls on all alike.
         for seed in args.seeds:
             for name, overrides in todo.items():

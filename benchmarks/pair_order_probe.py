@@ -31,10 +31,7 @@ import textclf.heads  # noqa: E402, F401  (registers the mean-pooled model type)
 
 
 def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(levers.ROOT.parent / "shared" / "mrpc"))
-    ap.add_argument("--holdout", type=int, default=400)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    ap = levers.probe_parser(__doc__.splitlines()[0])
     ap.add_argument("--out", default=None, help="append one JSON line per seed")
     return ap.parse_args()
 
@@ -69,12 +66,7 @@ def main() -> None:
     base = yaml.safe_load((levers.ROOT / "params.yaml").read_text())
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-pair-order-") as tmp:
-        work = Path(tmp) / "work"
-        work.mkdir()
-        levers.carve(Path(args.data).resolve(), Path(tmp) / "data", args.holdout)
-        base["dataset"] = str(Path(tmp) / "data")
-        levers.write_params(work, base, {})
-        levers.prepare_data(work, base, {})
+        work, _ = levers.carved_workspace(Path(tmp), Path(args.data), args.holdout, base, {})
         raw = load_from_disk(str(work / "data" / "raw"))
         splits = {"val": "validation", "held": "test"}
         for seed in args.seeds:

@@ -38,10 +38,7 @@ from textclf.pretrained import model_source  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(levers.ROOT.parent / "shared" / "mrpc"))
-    ap.add_argument("--holdout", type=int, default=400)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    ap = levers.probe_parser(__doc__.splitlines()[0])
     return ap.parse_args()
 
 
@@ -80,12 +77,7 @@ def main() -> None:
     base = yaml.safe_load((levers.ROOT / "params.yaml").read_text())
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-similarity-") as tmp:
-        work = Path(tmp) / "work"
-        work.mkdir()
-        levers.carve(Path(args.data).resolve(), Path(tmp) / "data", args.holdout)
-        base["dataset"] = str(Path(tmp) / "data")
-        levers.write_params(work, base, {})
-        levers.prepare_data(work, base, {})
+        work, _ = levers.carved_workspace(Path(tmp), Path(args.data), args.holdout, base, {})
         raw = load_from_disk(str(work / "data" / "raw"))
         split = {"val": "validation", "held": "test"}
         y = {k: np.array(raw[s]["label"]) for k, s in split.items()}
