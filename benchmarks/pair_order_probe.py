@@ -32,6 +32,7 @@ import textclf.heads  # noqa: E402, F401  (registers the mean-pooled model type)
 
 def parse_args() -> argparse.Namespace:
     ap = levers.probe_parser(__doc__.splitlines()[0])
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="params to train with (YAML values)")
     ap.add_argument("--out", default=None, help="append one JSON line per seed")
     return ap.parse_args()
 
@@ -64,6 +65,8 @@ def accuracy_score(y: np.ndarray, pred: np.ndarray) -> float:
 def main() -> None:
     args = parse_args()
     base = yaml.safe_load((levers.ROOT / "params.yaml").read_text())
+    overrides = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    base |= overrides  # before the data is made: a tokenize param needs its own tokenized data
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-pair-order-") as tmp:
         work, _ = levers.carved_workspace(Path(tmp), Path(args.data), args.holdout, base, {})
@@ -72,7 +75,7 @@ def main() -> None:
         for seed in args.seeds:
             levers.write_params(work, base, {"seed": seed})
             levers.stage(work, "train")
-            row = {"seed": seed}
+            row = {"seed": seed, "params": overrides}
             for key, split in splits.items():
                 a, b, y = raw[split]["text"], raw[split]["text_pair"], np.array(raw[split]["label"])
                 given = probabilities(work / "data" / "trained", a, b, base["max_length"])
