@@ -6,7 +6,7 @@ scored lower (benchmarks/README.md, round 6); this probe asks whether averaging 
 probabilities at prediction time does better, for free at training time. On MRPC carved as in
 levers.py (the same fixed held-out slice of train), it trains the defaults for each seed, then scores
 validation and the held-out slice with the trained model in the given order, in the swapped order,
-and with the two orders' probabilities averaged (all three computed here, the same way, in fp32).
+and with the two orders' probabilities averaged (all three by `textclf predict`'s Predictor, in fp32).
 
     python benchmarks/pair_order_probe.py [--data ../shared/mrpc] [--seeds 1 2 3 4 5] [--out rows.jsonl]
 """
@@ -18,16 +18,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import torch
 import yaml
 from datasets import load_from_disk
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import levers  # noqa: E402  (the carve and the stage runner)
 
-import textclf.heads  # noqa: E402, F401  (registers the mean-pooled model type)
+from textclf.metrics import classification_metrics  # noqa: E402
+from textclf.predict import Predictor, read_task  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,31 +33,6 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="params to train with (YAML values)")
     ap.add_argument("--out", default=None, help="append one JSON line per seed")
     return ap.parse_args()
-
-
-@torch.no_grad()
-def probabilities(folder: Path, first: list[str], second: list[str], max_length: int) -> np.ndarray:
-    """P(second label) per pair, in the given order, batches of 64 in length order, fp32."""
-    tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-    order = sorted(range(len(first)), key=lambda i: len(first[i]) + len(second[i]))
-    out = np.empty(len(first))
-    for s in range(0, len(order), 64):
-        idx = order[s : s + 64]
-        batch = tok([first[i] for i in idx], [second[i] for i in idx], padding=True, truncation=True,
-                    max_length=max_length, return_tensors="pt")  # fmt: skip
-        out[idx] = torch.softmax(model(**batch).logits.float(), dim=-1)[:, 1].numpy()
-    return out
-
-
-def f1_score(y: np.ndarray, pred: np.ndarray) -> float:
-    """F1 of the second label (MRPC's "paraphrase"), as the evaluate stage reports it."""
-    tp = int((pred & (y == 1)).sum())
-    return 2 * tp / max(int(pred.sum()) + int((y == 1).sum()), 1)
-
-
-def accuracy_score(y: np.ndarray, pred: np.ndarray) -> float:
-    return float((pred == (y == 1)).mean())
 
 
 def main() -> None:
@@ -76,14 +49,16 @@ def main() -> None:
             levers.write_params(work, base, {"seed": seed})
             levers.stage(work, "train")
             row = {"seed": seed, "params": overrides}
+            model = work / "data" / "trained"
+            predict = Predictor(model, read_task(model), "torch", base["eval_batch_size"], fp32=True)
             for key, split in splits.items():
-                a, b, y = raw[split]["text"], raw[split]["text_pair"], np.array(raw[split]["label"])
-                given = probabilities(work / "data" / "trained", a, b, base["max_length"])
-                swapped = probabilities(work / "data" / "trained", b, a, base["max_length"])
-                for name, p in (("given", given), ("swapped", swapped), ("both", (given + swapped) / 2)):
-                    row[f"{key}_{name}_f1"] = f1_score(y, p > 0.5)
-                    row[f"{key}_{name}_acc"] = accuracy_score(y, p > 0.5)
-                row[f"{key}_flips"] = int(((given > 0.5) != (swapped > 0.5)).sum())
+                pairs = list(zip(raw[split]["text"], raw[split]["text_pair"], strict=True))
+                given = predict(pairs)
+                swapped = predict([(b, a) for a, b in pairs])
+                for name, probs in (("given", given), ("swapped", swapped), ("both", (given + swapped) / 2)):
+                    scores = classification_metrics(probs.argmax(-1), raw[split]["label"])
+                    row[f"{key}_{name}_f1"], row[f"{key}_{name}_acc"] = scores["f1"], scores["accuracy"]
+                row[f"{key}_flips"] = int((given.argmax(-1) != swapped.argmax(-1)).sum())
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.out:
