@@ -7,7 +7,9 @@ import pytest
 
 from textclf.diagnose import (
     UNDERFIT_FRACTION,
+    baseline_margin,
     check_collapsed,
+    check_near_baseline,
     check_overfitting,
     check_underfitting,
     check_unstable,
@@ -74,6 +76,7 @@ def test_result_is_json_ready_and_flat():
         "underfitting",
         "unstable",
         "collapsed",
+        "near_baseline",
         "small_data",
         "evidence",
         "suggestions",
@@ -360,6 +363,90 @@ def test_one_class_signature(accuracy, f1, majority, expected):
 def test_healthy_scores_and_balanced_share_are_not_collapsed():
     assert not check_collapsed(HEALTHY_VAL, HEALTHY_FINAL, majority_rate=MRPC_MAJORITY).flagged
     assert not check_collapsed(HEALTHY_VAL, predicted_share={"0": 0.35, "1": 0.65}).flagged
+
+
+# --- near the majority baseline ----------------------------------------------------------------
+
+
+def mrpc_500_pairs_run() -> tuple[list[dict], list[dict], dict, dict]:
+    """Defaults on 500 MRPC pairs (seed 1, benchmarks round 9): the loss falls, the model predicts both
+    classes, yet its dev accuracy 0.696 is about the 0.684 that always answering "paraphrase" scores."""
+    train_rows = train([0.66, 0.64, 0.62, 0.60, 0.55, 0.50, 0.44, 0.38, 0.30, 0.25], lr=1e-4)
+    val_rows = val([0.60, 0.62, 0.70], [0.696, 0.690, 0.686], [0.818, 0.80, 0.79])
+    final = {"accuracy": 0.696, "f1": 0.818, "loss": 0.60}
+    return train_rows, val_rows, final, {"0": 0.05, "1": 0.95}
+
+
+def test_a_model_near_the_majority_baseline_is_called_out():
+    train_rows, val_rows, final, share = mrpc_500_pairs_run()
+    d = diagnose(
+        train_rows,
+        val_rows,
+        final,
+        share,
+        majority_rate=MRPC_MAJORITY,
+        prior=MRPC_PRIOR,
+        n_validation=408,
+        train_counts={"0": 160, "1": 340},
+    )
+    assert d["near_baseline"] and not d["collapsed"]  # 95% of one class is not a collapse
+    assert d["verdict"].startswith("near baseline")
+    evidence = d["evidence"]["near_baseline"]
+    # 3 standard errors of an accuracy at 0.684 on 408 rows: 0.069.
+    assert "val accuracy 0.696 is not clearly above the 0.684" in evidence and "takes 0.753" in evidence
+    assert "train has 500 rows" in d["suggestions"]["near_baseline"]
+    assert format_report(d).splitlines()[1].startswith("  near_baseline: val accuracy 0.696")
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "majority", "n", "flagged"),
+    [
+        (0.85, MRPC_MAJORITY, 408, False),  # the defaults on full MRPC
+        (0.75, MRPC_MAJORITY, 408, True),  # 6.6 points up: within 3 standard errors (6.9)
+        (0.76, MRPC_MAJORITY, 408, False),
+        (0.60, MRPC_MAJORITY, 408, True),  # below the baseline
+        (0.56, 0.51, 872, True),  # SST-2 dev: needs 0.561
+        (0.57, 0.51, 872, False),
+        (0.80, 0.5, 16, True),  # 16 rows cannot tell 80% from a coin: needs 0.875
+        (0.40, 0.35, 300, True),  # three classes, the largest 35%: needs 0.433
+        (0.45, 0.35, 300, False),
+    ],
+)
+def test_baseline_margin_scales_with_the_validation_size(accuracy, majority, n, flagged):
+    f = check_near_baseline([], {"accuracy": accuracy}, majority, n)
+    assert f.flagged is flagged
+    assert (accuracy < majority + baseline_margin(majority, n)) is flagged
+
+
+def test_baseline_below_is_said_and_unknown_inputs_are_not_judged():
+    assert (
+        "val accuracy 0.600 is below the 0.684"
+        in check_near_baseline([], {"accuracy": 0.6}, MRPC_MAJORITY, 408).evidence
+    )
+    assert check_near_baseline(val([0.6], [0.69]), None, MRPC_MAJORITY, 408).flagged  # from the last evaluation
+    assert check_near_baseline([], {"accuracy": 0.6}, None, 408) == (False, None, None)
+    assert check_near_baseline([], {"accuracy": 0.6}, MRPC_MAJORITY, None) == (False, None, None)
+    assert check_near_baseline([], {}, MRPC_MAJORITY, 408) == (False, None, None)
+    assert not check_near_baseline([], {"accuracy": 1.0}, 1.0, 408).flagged  # one class in validation
+
+
+def test_a_collapse_is_not_also_reported_as_near_baseline():
+    train_rows, val_rows, final = mrpc_collapsed_run()
+    d = diagnose(train_rows, val_rows, final, majority_rate=MRPC_MAJORITY, prior=MRPC_PRIOR, n_validation=408)
+    assert d["collapsed"] and not d["near_baseline"] and d["verdict"] == "collapsed, underfitting"
+    assert "near_baseline" not in d["evidence"]
+
+
+def test_healthy_mrpc_run_is_above_the_baseline():
+    d = diagnose(
+        train(HEALTHY_TRAIN),
+        HEALTHY_VAL,
+        HEALTHY_FINAL,
+        {"0": 0.3, "1": 0.7},
+        majority_rate=MRPC_MAJORITY,
+        n_validation=408,
+    )
+    assert d["verdict"] == "ok" and not d["near_baseline"]
 
 
 # --- inputs read back from TSV, and the report --------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, TINY_TRAIN, make_repo, run, write_mrpc
+from textclf.diagnose import baseline_margin
 
 STAGES = {"download", "tokenize", "train", "evaluate"}
 ALWAYS = {"source"}  # always_changed: hashes a local dataset folder on every repro, in well under a second
@@ -50,8 +51,14 @@ def test_outputs_of_a_full_run(repo):
     assert not list((repo / "data/model").glob("*.bin"))
 
     diagnosis = json.loads((repo / "metrics/diagnosis.json").read_text())
-    assert set(diagnosis) == {"verdict", "overfitting", "underfitting", "unstable", "collapsed", "small_data"}
+    flags = {"overfitting", "underfitting", "unstable", "collapsed", "near_baseline", "small_data"}
+    assert set(diagnosis) == {"verdict", *flags}
     metrics = json.loads((repo / "metrics/eval.json").read_text())
+    # The majority-baseline check saw this run's own validation labels and accuracy.
+    labels = [line.split("\t")[-1] for line in (repo / "data/predictions/validation.tsv").read_text().splitlines()[1:]]
+    majority = max(labels.count(name) for name in set(labels)) / len(labels)
+    learned = metrics["accuracy"] >= majority + baseline_margin(majority, len(labels))
+    assert diagnosis["near_baseline"] == (not learned and not diagnosis["collapsed"])
     assert set(metrics) == {"accuracy", "f1", "precision", "recall", "loss"}
     assert all(0 <= metrics[k] <= 1 for k in ("accuracy", "f1", "precision", "recall"))
     assert json.loads((repo / "metrics/test.json").read_text()) == {"rows": 12}
