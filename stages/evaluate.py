@@ -21,9 +21,9 @@ from transformers import (
 from stages import run_stage
 from textclf.allocator import keep_freed_memory
 from textclf.card import model_card
-from textclf.diagnose import format_report
+from textclf.diagnose import format_report, model_warnings
 from textclf.evaluation import write_diagnosis, write_scores
-from textclf.files import atomic_dir, read_json, writing
+from textclf.files import atomic_dir, read_json, write_json, writing
 from textclf.heads import register as register_heads
 from textclf.inference import predict_logits
 from textclf.params import ensure_unchanged, load_params
@@ -71,6 +71,8 @@ def main() -> None:
     with writing(MODEL), atomic_dir(MODEL) as tmp:
         shutil.copytree(TRAINED, tmp, dirs_exist_ok=True)
         (tmp / CARD_FILE).write_text(card)
+        # What predict needs, plus the warnings it repeats at every use (a near-baseline model, ...).
+        write_json(tmp / TASK_FILE, read_json(TRAINED / TASK_FILE) | {"warnings": model_warnings(found)})
     print(f"evaluate: {MODEL} holds the model and its card ({MODEL / CARD_FILE})")
 
 

@@ -141,6 +141,34 @@ def test_the_model_card_matches_the_metrics(trained):
     assert {"model.safetensors", "config.json", "textclf.json", "README.md"} <= files
 
 
+def test_the_model_folder_carries_the_diagnosis_warnings(trained):
+    diagnosis = read(trained, "metrics/diagnosis.json")
+    evidence = read(trained, "metrics/diagnosis_details.json")["evidence"]
+    task = read(trained, "data/model/textclf.json")
+    assert task["warnings"] == {p: evidence[p] for p in ("collapsed", "near_baseline") if diagnosis[p]}
+    assert {"text_columns", "max_length"} <= set(task)
+
+
+@pytest.mark.parametrize("warned", [True, False])
+def test_predict_repeats_a_near_baseline_warning_at_every_use(trained, tmp_path, warned):
+    model = tmp_path / "model"
+    shutil.copytree(trained / "data/model", model)
+    task = json.loads((model / "textclf.json").read_text())
+    evidence = "val accuracy 0.690 is not clearly above the 0.684 of always predicting the majority class"
+    task["warnings"] = {"near_baseline": evidence} if warned else {}
+    (model / "textclf.json").write_text(json.dumps(task))
+    out = textclf("predict", "-", "--model", str(model), cwd=trained, stdin="It rained .\tIt poured .\n")
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 2, out.stderr
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("predict: warning:")]
+    if warned:
+        assert warnings == [
+            f"predict: warning: this model was diagnosed near baseline when it was trained ({evidence}); its "
+            f"predictions are little better than the label balance ({model}/README.md)"
+        ]
+    else:
+        assert warnings == []
+
+
 def test_onnx_export_agrees_with_pytorch(trained, tmp_path):
     out = textclf("export", "--output", str(tmp_path / "onnx"), cwd=trained)
     assert out.returncode == 0, out.stderr

@@ -101,6 +101,11 @@ MIN_TRAIN_PER_CLASS = 10
 PATTERNS = ("collapsed", "near_baseline", "unstable", "underfitting", "overfitting", "small_data")
 
 
+# Findings that make the model's predictions untrustworthy, not just its training improvable: they are
+# saved with the model (its textclf.json) and repeated by `textclf predict` every time it is used.
+UNRELIABLE = ("collapsed", "near_baseline")
+
+
 class Finding(NamedTuple):
     """One check's result. Evidence may be set without a flag: a note that the check could not run."""
 
@@ -537,3 +542,9 @@ def format_report(diagnosis: Mapping[str, Any]) -> str:
             lines.append(f"    try: {suggestions[p]}")
     lines += [f"  note ({p}): {evidence[p]}" for p in PATTERNS if p in evidence and p not in flagged]
     return "\n".join(lines)
+
+
+def model_warnings(diagnosis: Mapping[str, Any]) -> dict[str, str]:
+    """The evidence of each UNRELIABLE finding a diagnosis flagged: what the model folder carries."""
+    evidence = diagnosis.get("evidence", {})
+    return {p: evidence.get(p, "(no evidence recorded)") for p in UNRELIABLE if diagnosis.get(p)}

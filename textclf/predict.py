@@ -12,7 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ class Task:
     text_columns: list[str]
     label_names: list[str]
     max_length: int
+    warnings: dict[str, str] = field(default_factory=dict)  # the training diagnosis's, by finding
 
 
 def read_task(folder: Path, text_columns: list[str] | None = None) -> Task:
@@ -55,7 +56,7 @@ def read_task(folder: Path, text_columns: list[str] | None = None) -> Task:
     task_file = folder / TASK_FILE
     if task_file.exists():
         saved = read_json(task_file)
-        return Task(text_columns or saved["text_columns"], names, saved["max_length"])
+        return Task(text_columns or saved["text_columns"], names, saved["max_length"], saved.get("warnings", {}))
     if not text_columns:
         raise InputError(f"{folder} has no {TASK_FILE} to say which columns to read: pass --text-columns.")
     return Task(text_columns, names, 512)
@@ -341,6 +342,12 @@ def predict_file(
         f"predict: {done} rows{where} in {seconds:.1f} s ({rate}; {backend}, {predictor.precision})",
         file=sys.stderr,
     )
+    for finding, evidence in task.warnings.items():
+        print(
+            f"predict: warning: this model was diagnosed {finding.replace('_', ' ')} when it was trained "
+            f"({evidence}); its predictions are little better than the label balance ({folder}/README.md)",
+            file=sys.stderr,
+        )
     return done
 
 
