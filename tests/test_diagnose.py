@@ -7,6 +7,7 @@ import pytest
 
 from textclf.diagnose import (
     UNDERFIT_FRACTION,
+    balanced_accuracy,
     baseline_margin,
     check_collapsed,
     check_near_baseline,
@@ -428,6 +429,38 @@ def test_baseline_below_is_said_and_unknown_inputs_are_not_judged():
     assert check_near_baseline([], {"accuracy": 0.6}, MRPC_MAJORITY, None) == (False, None, None)
     assert check_near_baseline([], {}, MRPC_MAJORITY, 408) == (False, None, None)
     assert not check_near_baseline([], {"accuracy": 1.0}, 1.0, 408).flagged  # one class in validation
+
+
+# 100 validation rows, 10 of the positive class: a class-weighted model that finds 9 of them with 11
+# false alarms is useful (recall 0.90 and 0.88) but scores accuracy 0.88, below the 0.90 majority rate.
+MINORITY_DETECTOR = [[79, 11], [1, 9]]
+
+
+def test_a_class_weighted_run_is_judged_by_balanced_accuracy():
+    final = {"accuracy": 0.88}
+    assert check_near_baseline([], final, 0.9, 100).flagged  # by accuracy: below the majority rate
+    f = check_near_baseline([], final, 0.9, 100, confusion=MINORITY_DETECTOR)
+    assert not f.flagged  # balanced accuracy 0.889 against chance 0.5 (needs 0.75)
+    score, level, margin = balanced_accuracy(MINORITY_DETECTOR)
+    assert score == pytest.approx((79 / 90 + 9 / 10) / 2) and level == 0.5
+    assert margin == pytest.approx(3 * math.sqrt(0.25 / 90 + 0.25 / 10) / 2)
+
+
+def test_a_class_weighted_model_near_chance_is_flagged():
+    # 500 MRPC pairs (the real run in the README): 267 of 279 positives found, 21 of 129 negatives.
+    confusion = [[21, 108], [12, 267]]
+    f = check_near_baseline([], {"accuracy": 288 / 408}, MRPC_MAJORITY, 408, confusion=confusion)
+    assert f.flagged
+    assert f.evidence.startswith("val balanced accuracy (the mean recall per class, what class_weights: balanced")
+    assert "0.560 is not clearly above the 0.500 of a prediction that ignores the text" in f.evidence
+    assert "on 408 validation rows that takes 0.580" in f.evidence
+
+
+def test_balanced_accuracy_counts_only_the_classes_validation_holds():
+    score, level, _ = balanced_accuracy([[5, 0, 5], [0, 0, 0], [0, 0, 10]])
+    assert score == 0.75 and level == 0.5
+    assert all(math.isnan(x) for x in balanced_accuracy([[3, 1], [0, 0]]))
+    assert not check_near_baseline([], {"accuracy": 0.75}, 0.75, 4, confusion=[[3, 1], [0, 0]]).flagged
 
 
 def test_a_collapse_is_not_also_reported_as_near_baseline():

@@ -59,6 +59,8 @@ def write_diagnosis(
     shown = np.unique(np.concatenate([predicted, val_labels]))
     share = {names[c]: float(np.mean(predicted == c)) for c in shown}
     train_counts = np.bincount(label_ids(data["train"]), minlength=len(names)).tolist()
+    k = len(names)
+    confusion = np.bincount(val_labels * k + predicted, minlength=k * k).reshape(k, k).tolist()
     found = diagnose(
         read_tsv(TRAIN_CURVE),
         read_tsv(EVAL_CURVE),
@@ -69,6 +71,8 @@ def write_diagnosis(
         n_validation=len(val_labels),
         train_counts=dict(zip(names, train_counts, strict=True)),
         lr=lr,
+        # A class-weighted run trades accuracy for the smaller classes: judged by balanced accuracy.
+        confusion=confusion if class_weights == "balanced" else None,
     )
     write_json(DIAGNOSIS, {k: v for k, v in found.items() if k not in ("evidence", "suggestions")})
     write_json(DIAGNOSIS_DETAILS, {"evidence": found["evidence"], "suggestions": found["suggestions"]})
