@@ -150,6 +150,12 @@ def test_a_missing_text_column_names_the_file_and_the_columns(tmp_path):
     message = str(e.value)
     assert "train.csv: no text column 'sentence1'" in message and "['category', 'message']" in message
     assert "-S 'text_columns=[category]'" in message or "-S 'text_columns=[message]'" in message
+    with pytest.raises(InputError) as e:  # the source stage's check says the same, without an example
+        check_columns(parse_params(defaults() | {"dataset": str(folder)}))
+    assert (
+        "no text column 'sentence1'; its columns are ['category', 'message']. Set text_columns to the column(s) "
+        "holding the text." in str(e.value)
+    )
     with pytest.raises(InputError, match="no label column 'label'.*-S label_column=category"):
         run(folder, ["message"])
 

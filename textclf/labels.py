@@ -22,7 +22,7 @@ from datasets import ClassLabel, Dataset, DatasetDict
 from textclf.columns import IDX, LABEL, TEXT, TEXT_PAIR, label_ids
 from textclf.data import Split
 from textclf.errors import InputError
-from textclf.sources import missing_column, separator_hint
+from textclf.sources import missing_column, missing_column_message
 
 # The validation rows carved from train are the same in every experiment, whatever its `seed`, so
 # that runs are judged on the same rows and compared pair by pair.
@@ -69,19 +69,10 @@ def check_columns(split: str, s: Split, text_columns: list[str], label_column: s
     if missing is None:
         return
     if missing in text_columns:
-        texts = guess_text_columns(s.rows, len(text_columns))
-        raise InputError(
-            f"{s.origin}: no text column {missing!r}; its columns are {columns}. Set text_columns to "
-            f"the column(s) holding the text, e.g. dvc exp run -S 'text_columns=[{', '.join(texts)}]'"
-            + separator_hint(columns)
-        )
-    guess = guess_label_column(s.rows, text_columns)
-    raise InputError(
-        f"{s.origin}: no label column {label_column!r}; its columns are {columns}. Set label_column"
-        + (f", e.g. dvc exp run -S label_column={guess}" if guess else "")
-        + f" ({split} needs labels; only test may go without)."
-        + separator_hint(columns)
-    )
+        example = ", ".join(guess_text_columns(s.rows, len(text_columns)))
+    else:
+        example = guess_label_column(s.rows, text_columns)
+    raise InputError(missing_column_message(s.origin, columns, missing, text_columns, split, example))
 
 
 def canonical(s: Split, text_columns: list[str], label_column: str) -> Dataset:

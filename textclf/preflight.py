@@ -18,9 +18,9 @@ from textclf.sources import (
     find_split_files,
     local_folder,
     missing_column,
+    missing_column_message,
     peek_columns,
     require_folder,
-    separator_hint,
 )
 
 
@@ -48,12 +48,8 @@ def check_columns(p: Params) -> None:
         missing = missing_column(columns, p.text_columns, p.label_column, split) if columns else None
         if missing is None:
             continue
-        what = "text column" if missing in p.text_columns else "label column"
-        setting = "text_columns" if missing in p.text_columns else "label_column"
-        raise InputError(
-            f"{path}: no {what} {missing!r}; its columns are {columns}. Set {setting} to one of them."
-            + separator_hint(columns)
-        )
+        # Only the header has been read: no example guessed from the values (the download stage can).
+        raise InputError(missing_column_message(str(path), columns, missing, p.text_columns, split))
 
 
 def check_model(p: Params) -> None:

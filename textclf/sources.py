@@ -126,6 +126,29 @@ def missing_column(columns: list[str], text_columns: list[str], label_column: st
     return label_column if label_column not in columns and split != "test" else None
 
 
+def missing_column_message(
+    origin: str,
+    columns: list[str],
+    missing: str,
+    text_columns: list[str],
+    split: str,
+    example: str | None = None,
+) -> str:
+    """The one error line for a configured column a split lacks (from missing_column): what is there,
+    which param to set, and an example value where the caller could guess one."""
+    if missing in text_columns:
+        fix = "Set text_columns to the column(s) holding the text" + (
+            f", e.g. dvc exp run -S 'text_columns=[{example}]'" if example else "."
+        )
+        return f"{origin}: no text column {missing!r}; its columns are {columns}. {fix}" + separator_hint(columns)
+    return (
+        f"{origin}: no label column {missing!r}; its columns are {columns}. Set label_column"
+        + (f", e.g. dvc exp run -S label_column={example}" if example else "")
+        + f" ({split} needs labels; only test may go without)."
+        + separator_hint(columns)
+    )
+
+
 SEPARATORS = {"\t": "tabs", ";": "';'s", "|": "'|'s", ",": "commas"}
 
 
