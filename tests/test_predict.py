@@ -146,7 +146,11 @@ def test_the_model_folder_carries_the_diagnosis_warnings(trained):
     evidence = read(trained, "metrics/diagnosis_details.json")["evidence"]
     task = read(trained, "data/model/textclf.json")
     assert task["warnings"] == {p: evidence[p] for p in ("collapsed", "near_baseline") if diagnosis[p]}
+    assert task["warnings"]  # a tiny random model on a few rows: no better than the majority class
     assert {"text_columns", "max_length"} <= set(task)
+    card = (trained / "data/model/README.md").read_text()
+    for finding, said in task["warnings"].items():  # the card opens with them too
+        assert f"> **Warning: {finding.replace('_', ' ')}.** {said[0].upper()}{said[1:]}; its predictions" in card
 
 
 @pytest.mark.parametrize("warned", [True, False])

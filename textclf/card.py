@@ -5,6 +5,7 @@ from typing import Any
 
 import yaml
 
+from textclf.diagnose import model_warnings
 from textclf.params import Params
 
 TRAIN_PARAMS = [
@@ -97,6 +98,11 @@ def model_card(p: Params, source: dict, train: dict, results: dict, diagnosis: d
         f"Fine-tuned from `{source['model']['name']}` by the textclf DVC pipeline to classify {kind} (the "
         f"{columns}) into {len(names)} labels. Data: {data}.",
         "",
+        *(
+            f"> **Warning: {finding.replace('_', ' ')}.** {evidence[0].upper()}{evidence[1:]}; its predictions are "
+            "little better than the label balance.\n"
+            for finding, evidence in model_warnings(diagnosis).items()
+        ),
         "## Labels",
         "",
         *label_table(names, source, results["per_class"]),
