@@ -119,7 +119,7 @@ def main() -> None:
     say = print if state.is_main_process else None
     model = load_model(p, label_names, say=say).to(state.device)
     cached_sets = [data["train"], data["validation"]]
-    cache_s = fill_frozen_cache(model, cached_sets, p.eval_batch_size, autocast_dtype(precision), say)
+    cache_s = fill_frozen_cache(model, cached_sets, autocast_dtype(precision), say)
     job = Job(p, precision, data, tokenizer, model, CHECKPOINTS, resume, interrupt, weights)
     try:
         with writing(CHECKPOINTS):

@@ -44,7 +44,7 @@ def model_for(checkpoint, autocast: bool = False, **params):
     p = parse_params(defaults() | {"freeze_layers": 1, "dropout": 0.0} | params)
     torch.manual_seed(0)
     model = load_model(p, ["neg", "pos"], pretrained=checkpoint)
-    fill(model, [tokenized()], 64, torch.bfloat16 if autocast else None, None)
+    fill(model, [tokenized()], torch.bfloat16 if autocast else None, None)
     return model
 
 
@@ -74,6 +74,11 @@ def test_training_with_the_cache_gives_the_same_losses(tiny_model, autocast):
     # Equal up to rounding: fp32 rounding where a product's shape differs; bf16 rounds to 3 digits.
     assert with_cache == pytest.approx(without, rel=1e-5 if not autocast else 1e-2)
     for (name, a), b in zip(cached.named_parameters(), plain.parameters(), strict=True):
+        if name.endswith("attention.self.key.bias"):
+            # Its gradient is zero in exact arithmetic (softmax ignores a constant added to every score
+            # of a query), so what AdamW steps on is rounding noise, scaled up to about lr a step: its
+            # values differ between any two batchings on CPUs whose rounding depends on the batch.
+            continue
         assert torch.allclose(a, b, atol=1e-5 if not autocast else 1e-2), name
     cached.eval()  # evaluation reads the same cache (dropout is 0 in both modes)
     with torch.no_grad():
@@ -81,11 +86,12 @@ def test_training_with_the_cache_gives_the_same_losses(tiny_model, autocast):
 
 
 def test_the_kept_vectors_depend_only_on_the_data(tiny_model):
-    """What a resumed run relies on: filling again, in another order and batching, keeps the same bits."""
+    """What a resumed run relies on: filling again, in another order, with rows repeated, keeps the same
+    bits (on CPUs whose rounding depends on a row's place in the batch too)."""
     a = model_for(tiny_model).frozen_bottom.rows
     b = model_for(tiny_model, frozen_cache_gb=1)
     b.frozen_bottom.rows.clear()
-    fill(b, [tokenized(TEXTS[::-1]), tokenized(TEXTS[:2])], 2, None, None)
+    fill(b, [tokenized(TEXTS[::-1]), tokenized(TEXTS[:2])], None, None)
     assert a.keys() == b.frozen_bottom.rows.keys()
     assert all(torch.equal(a[k], b.frozen_bottom.rows[k]) for k in a)
 

@@ -7,11 +7,14 @@ keeps each row's vectors; the forward pass of the mean-pooled head (`pooling: me
 runs only the layers above them for a batch whose rows are all kept, and the whole model otherwise.
 
 It is exact arithmetic, not an approximation: the same layers on the same inputs. Floating point adds
-one difference: a matrix product's rounding depends on its shape (the batch it was computed in), so a
-row's vectors match the plain forward pass's to rounding (fp32: about 1e-6), not bit for bit, just as
-the plain pass's own vectors for a row differ between two batchings. The kept vectors depend only on the
-data, so a run and its resumed run still agree exactly. Rows are told apart by their token ids and token
-types (and the autocast state, so bf16 and fp32 vectors never mix); memory is capped.
+one difference: a matrix product's rounding can depend on its shape and on a row's place in the batch
+(on some CPUs; on others not), so a row's vectors match the plain forward pass's to rounding (fp32:
+about 1e-7), not bit for bit, just as the plain pass's own vectors for a row differ between two
+batchings. So that the kept vectors depend only on the data (which distinct rows there are), never on
+their order, a param or the machine's batch sizes, the rows are de-duplicated, put in one canonical
+order (by length, then tokens) and run in batches of FILL_BATCH: a run and its resumed run agree
+exactly. Rows are told apart by their token ids and token types (and the autocast state, so bf16 and
+fp32 vectors never mix); memory is capped.
 """
 
 import time
@@ -23,6 +26,7 @@ from torch.nn.utils.rnn import pad_sequence
 from transformers.masking_utils import create_bidirectional_mask
 
 GIB = 1024**3
+FILL_BATCH = 64  # rows per batch of the fill: a constant, so that no param changes the kept bits
 
 
 class FrozenBottom:
@@ -53,17 +57,18 @@ class FrozenBottom:
             hidden = torch.nn.functional.pad(hidden, (0, 0, 0, input_ids.shape[1] - hidden.shape[1]))
         return run_layers(self.bert, hidden, attention_mask, self.bert.encoder.layer[self.layers :])
 
-    def fill(self, rows: list[dict], batch_size: int, autocast: torch.dtype | None) -> int:
-        """Run the bottom over these tokenized rows (input_ids, token_type_ids), shortest first, in
-        batches of `batch_size`, under the autocast the training runs in; keep each new row until the cap
-        is reached, and stop there. Returns how many rows are kept."""
+    def fill(self, rows: list[dict], autocast: torch.dtype | None) -> int:
+        """Run the bottom over these tokenized rows (input_ids, token_type_ids), each distinct row once,
+        shortest first (ties by tokens), FILL_BATCH at a time, under the autocast the training runs in;
+        keep each new row until the cap is reached, and stop there. Returns how many rows are kept."""
         device = next(self.bert.parameters()).device
         pad = self.bert.config.pad_token_id or 0
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
-        for start in range(0, len(order), batch_size):
+        distinct = {canonical_key(r): r for r in rows}
+        ordered = [distinct[k] for k in sorted(distinct)]
+        for start in range(0, len(ordered), FILL_BATCH):
             if self.full:
                 break  # full: the longer rows left run the whole model
-            picked = [rows[i] for i in order[start : start + batch_size]]
+            picked = ordered[start : start + FILL_BATCH]
             ids = pad_sequence([torch.tensor(r["input_ids"]) for r in picked], batch_first=True, padding_value=pad)
             types = [torch.tensor(r.get("token_type_ids") or [0] * len(r["input_ids"])) for r in picked]
             types = pad_sequence(types, batch_first=True)
@@ -84,6 +89,12 @@ class FrozenBottom:
                 self.rows[key] = vectors.clone()
                 self.bytes += size
         return len(self.rows)
+
+
+def canonical_key(row: dict) -> tuple:
+    """A tokenized row's place in the fill: its length, then its token ids and token types."""
+    ids = tuple(row["input_ids"])
+    return len(ids), ids, tuple(row.get("token_type_ids") or (0,) * len(ids))
 
 
 def row_keys(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> list[bytes] | None:
@@ -142,16 +153,14 @@ def attach(model: torch.nn.Module, gib: float) -> bool:
     return True
 
 
-def fill(
-    model: torch.nn.Module, datasets: list, batch_size: int, autocast: torch.dtype | None, say: Callable | None
-) -> float:
+def fill(model: torch.nn.Module, datasets: list, autocast: torch.dtype | None, say: Callable | None) -> float:
     """Fill the model's cache (if it has one) from these tokenized datasets; the seconds it took."""
     cache = cache_of(model)
     if cache is None:
         return 0.0
     began = time.perf_counter()
     rows = [row for ds in datasets for row in ds.select_columns(tokens_of(ds)).to_list()]
-    kept = cache.fill(rows, batch_size, autocast)
+    kept = cache.fill(rows, autocast)
     seconds = time.perf_counter() - began
     if say:
         dropped = "; full at frozen_cache_gb: the longer rows run in full" if cache.full else ""
