@@ -11,7 +11,6 @@ range and how many rows the diagnosis would flag.
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from textclf.data import load_local  # noqa: E402
-from textclf.diagnose import BASELINE_Z  # noqa: E402
+from textclf.diagnose import BASELINE_Z, baseline_margin, check_near_baseline  # noqa: E402
 
 
 def main() -> None:
@@ -34,14 +33,15 @@ def main() -> None:
         labels = load_local(args.data, Path(scratch))["validation"].rows[args.label_column]
     n = len(labels)
     m = max(Counter(labels).values()) / n
-    se = math.sqrt(m * (1 - m) / n)
+    se = baseline_margin(m, n) / BASELINE_Z
     print(f"{args.data}: validation {n} rows, majority rate {m:.4f}, one standard error {se:.4f}")
     print(f"{'file':52s} {'runs':>5s} {'min z':>6s} {'median':>6s} {'max z':>6s}  flagged (z < {BASELINE_Z:g})")
     for path in args.results:
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        z = [(r["val_accuracy"] - m) / se for r in rows if "val_accuracy" in r]
-        if z:
-            flagged = sum(v < BASELINE_Z for v in z)
+        accuracies = [r["val_accuracy"] for r in rows if "val_accuracy" in r]
+        z = [(a - m) / se for a in accuracies]
+        if z:  # the diagnosis's own check decides what is flagged
+            flagged = sum(check_near_baseline([], {"accuracy": a}, m, n).flagged for a in accuracies)
             print(f"{path.name:52s} {len(z):5d} {min(z):6.2f} {statistics.median(z):6.2f} {max(z):6.2f}  {flagged}")
 
 

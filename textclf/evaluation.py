@@ -7,7 +7,7 @@ from datasets import DatasetDict
 from textclf.columns import label_ids
 from textclf.diagnose import diagnose, prior_loss
 from textclf.files import read_tsv, write_json, write_text_atomic
-from textclf.metrics import per_class, scores_with_loss
+from textclf.metrics import confusion, per_class, scores_with_loss
 from textclf.paths import (
     CONFUSION,
     DIAGNOSIS,
@@ -59,8 +59,6 @@ def write_diagnosis(
     shown = np.unique(np.concatenate([predicted, val_labels]))
     share = {names[c]: float(np.mean(predicted == c)) for c in shown}
     train_counts = np.bincount(label_ids(data["train"]), minlength=len(names)).tolist()
-    k = len(names)
-    confusion = np.bincount(val_labels * k + predicted, minlength=k * k).reshape(k, k).tolist()
     found = diagnose(
         read_tsv(TRAIN_CURVE),
         read_tsv(EVAL_CURVE),
@@ -72,7 +70,7 @@ def write_diagnosis(
         train_counts=dict(zip(names, train_counts, strict=True)),
         lr=lr,
         # A class-weighted run trades accuracy for the smaller classes: judged by balanced accuracy.
-        confusion=confusion if class_weights == "balanced" else None,
+        confusion=confusion(predicted, val_labels, len(names)).tolist() if class_weights == "balanced" else None,
     )
     write_json(DIAGNOSIS, {k: v for k, v in found.items() if k not in ("evidence", "suggestions")})
     write_json(DIAGNOSIS_DETAILS, {"evidence": found["evidence"], "suggestions": found["suggestions"]})

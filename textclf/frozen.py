@@ -63,23 +63,21 @@ class FrozenBottom:
         keep each new row until the cap is reached, and stop there. Returns how many rows are kept."""
         device = next(self.bert.parameters()).device
         pad = self.bert.config.pad_token_id or 0
-        distinct = {canonical_key(r): r for r in rows}
-        ordered = [distinct[k] for k in sorted(distinct)]
+        ordered = sorted({canonical_key(r) for r in rows})
         for start in range(0, len(ordered), FILL_BATCH):
             if self.full:
                 break  # full: the longer rows left run the whole model
             picked = ordered[start : start + FILL_BATCH]
-            ids = pad_sequence([torch.tensor(r["input_ids"]) for r in picked], batch_first=True, padding_value=pad)
-            types = [torch.tensor(r.get("token_type_ids") or [0] * len(r["input_ids"])) for r in picked]
-            types = pad_sequence(types, batch_first=True)
-            mask = pad_sequence([torch.ones(len(r["input_ids"]), dtype=torch.long) for r in picked], batch_first=True)
+            ids = pad_sequence([torch.tensor(i) for _, i, _ in picked], batch_first=True, padding_value=pad)
+            types = pad_sequence([torch.tensor(t) for _, _, t in picked], batch_first=True)
+            mask = pad_sequence([torch.ones(n, dtype=torch.long) for n, _, _ in picked], batch_first=True)
             ids, types, mask = ids.to(device), types.to(device), mask.to(device)
             with torch.no_grad(), torch.autocast(device.type, dtype=autocast) if autocast else nullcontext():
                 keys = row_keys(ids, mask, types)
                 hidden = self.bert.embeddings(input_ids=ids, token_type_ids=types)
                 hidden = run_layers(self.bert, hidden, mask, self.bert.encoder.layer[: self.layers])
             for j, key in enumerate(keys):
-                vectors = hidden[j, : len(picked[j]["input_ids"])]
+                vectors = hidden[j, : picked[j][0]]
                 size = vectors.numel() * vectors.element_size()
                 if key in self.rows:
                     continue
@@ -92,7 +90,7 @@ class FrozenBottom:
 
 
 def canonical_key(row: dict) -> tuple:
-    """A tokenized row's place in the fill: its length, then its token ids and token types."""
+    """A tokenized row's place in the fill, and all the fill needs of it: (length, token ids, token types)."""
     ids = tuple(row["input_ids"])
     return len(ids), ids, tuple(row.get("token_type_ids") or (0,) * len(ids))
 
