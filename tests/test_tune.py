@@ -95,7 +95,11 @@ def test_a_search_whose_trials_are_experiments_survives_failures_and_a_restart(t
     proc = subprocess.Popen(cmd, cwd=repo, env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 600
     while sum(t.state.is_finished() for t in trials(repo)) < 4:
-        assert proc.poll() is None and time.time() < deadline, proc.stderr.read()[-2000:]
+        if proc.poll() is not None or time.time() > deadline:
+            ended = "ended" if proc.poll() is not None else "timed out"
+            proc.kill()  # first: a search still running keeps stderr open, and reading it would wait forever
+            queue = run(["dvc", "queue", "status"], repo, check=False).stdout
+            pytest.fail(f"the search {ended} before 4 trials finished:\n{proc.communicate()[1][-2000:]}\n{queue}")
         time.sleep(1)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=300)
