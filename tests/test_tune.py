@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -183,3 +184,61 @@ def test_a_running_trial_reports_its_evaluations_to_the_pruner(tmp_path, tiny_mo
     assert out.returncode == 0, out.stderr[-3000:]
     (trial,) = trials(repo)
     assert trial.state.name == "COMPLETE" and trial.intermediate_values, trial
+
+
+def lost_trial_repo(base: Path, name: str) -> Path:
+    """A DVC repo with one queued experiment that DVC's queue then loses, as a worker that takes the
+    message and leaves without running it does (seen in CI): the message moves from the broker's in/
+    to processed/, and DVC calls the experiment Running with nothing to run it."""
+    repo = base / "repo"
+    repo.mkdir()
+    (repo / "params.yaml").write_text("x: 1\n")
+    (repo / "dvc.yaml").write_text("stages:\n  s:\n    cmd: python -c pass\n    params: [x]\n")
+    run(["git", "init", "-q"], repo)
+    run(["dvc", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], repo)
+    run(["dvc", "exp", "run", "--queue", "-n", name, "-S", "x=2"], repo)
+    broker = repo / ".dvc/tmp/exps/celery/broker"
+    (broker / "processed").mkdir(exist_ok=True)
+    for message in (broker / "in").glob("*.msg"):
+        message.rename(broker / "processed" / message.name)
+    assert f"{name} " in run(["dvc", "queue", "status"], repo).stdout
+    assert "Running" in run(["dvc", "queue", "status"], repo).stdout
+    return repo
+
+
+@pytest.mark.parametrize("left", ["an exited worker", "a live worker", "an executor"])
+def test_a_trial_lost_by_dvcs_queue_fails_instead_of_hanging_the_search(tmp_path, monkeypatch, left):
+    """A trial DVC shows Running while no queue worker is alive and no executor exists is lost: the
+    search records it as failed, says why, and goes on (it once waited for it forever). While a worker
+    or an executor exists, it waits."""
+    import optuna
+
+    from textclf.tune import Search, Stopped
+
+    repo = lost_trial_repo(tmp_path, "search-0")
+    celery, executors = repo / ".dvc/tmp/exps/celery", repo / ".dvc/tmp/exps/run"
+    if left != "an executor":  # dvc-task's record of a worker process
+        worker = {"pid": os.getpid(), "returncode": 0 if left == "an exited worker" else None}
+        (celery / "dvc-exp-worker-1.json").write_text(json.dumps(worker))
+    if left == "an executor":
+        (executors / "0123abc").mkdir(parents=True)
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("PATH", tool_env()["PATH"])
+    study = optuna.create_study(study_name="search")
+    trial = study.ask()
+    search = Search(study, [], "f1", poll=0.2, lost_after=1.0)
+    waits = left != "an exited worker"
+    # Waiting 4 times lost_after, it would have failed by then; a lost trial followed for a minute means
+    # the search would hang: Stopped ends the test.
+    threading.Timer(4.0 if waits else 60.0, search.stopping.set).start()
+    if waits:
+        with pytest.raises(Stopped):
+            search.follow(trial, "search-0")
+        return
+    search.conclude(trial, "search-0", search.follow(trial, "search-0"))
+    (recorded,) = study.get_trials()
+    assert recorded.state == optuna.trial.TrialState.FAIL
+    assert "lost by DVC's queue" in recorded.user_attrs["failure"]
+    assert "Failed" in run(["dvc", "queue", "status"], repo).stdout  # killed, so DVC no longer shows it Running

@@ -6,13 +6,15 @@ queue workers (`--jobs` of them), so it shows in `dvc exp show`, compares with `
 metrics. The study lives in a database (SQLite under .tune/ by default, or any Optuna RDB URL such as
 PostgreSQL, which lets workers on several machines join one study), so a search stopped by Ctrl-C or
 a crash resumes where it stopped: trials finished meanwhile are recorded, none is repeated. A trial
-the pipeline refuses or that fails is recorded as failed and the search goes on. While a trial runs,
-its train stage mirrors each evaluation to .dvc/tmp/progress/<name>.json; the median pruner stops
-trials that fall behind the others at the same step.
+the pipeline refuses, that fails, or that DVC's queue loses (shown Running with no worker left to run
+it) is recorded as failed and the search goes on. While a trial runs, its train stage mirrors each
+evaluation to .dvc/tmp/progress/<name>.json; the median pruner stops trials that fall behind the
+others at the same step.
 """
 
 import json
 import math
+import os
 import socket
 import subprocess
 import sys
@@ -33,6 +35,8 @@ STORE = Path(".tune")
 WORKER = f"{socket.gethostname()}:{Path.cwd().resolve()}"
 PROGRESS_DIR = Path(".dvc/tmp/progress")  # where queued trials mirror their progress (textclf.curves)
 KINDS = ("float", "int", "categorical")
+EXPS_TMP = Path(".dvc/tmp/exps")  # DVC's queue: workers' process files under celery/, executors under run/
+LOST_AFTER = 30.0  # seconds a trial may show Running with nothing able to run it before it counts as lost
 
 
 @dataclass
@@ -123,6 +127,32 @@ def queue_status() -> dict[str, str]:
     return found
 
 
+def alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def queue_idle() -> bool:
+    """True when nothing can be running a queued experiment: no executor (.dvc/tmp/exps/run/<rev>/) and
+    no live queue worker (dvc-task keeps each worker's pid and, once it exited, its exit code in
+    .dvc/tmp/exps/celery/dvc-exp-worker-<n>.json)."""
+    if any((EXPS_TMP / "run").glob("*")):
+        return False
+    for info in (EXPS_TMP / "celery").glob("dvc-exp-worker-*.json"):
+        try:
+            worker = json.loads(info.read_text())
+        except (OSError, ValueError):
+            return False  # being written: a worker is starting
+        if worker.get("returncode") is None and alive(worker.get("pid")):
+            return False
+    return True
+
+
 def experiment_metric(name: str, metric: str) -> float | None:
     """The metric (a key of metrics/eval.json, or file:key) of a finished experiment, or None."""
     file, _, key = metric.rpartition(":")
@@ -137,19 +167,27 @@ def experiment_metric(name: str, metric: str) -> float | None:
     return None
 
 
+LOST = (
+    "experiment {name} was lost by DVC's queue: shown Running, but no queue worker or executor was left to "
+    "run it (a worker took it and left; a known DVC queue race). Recorded as failed; the search goes on"
+)
+
+
 class Stopped(Exception):
     """The search is stopping (Ctrl-C): leave the trial running; the next search picks it up."""
 
 
 class Search:
-    def __init__(self, study, space, metric: str, jobs: int = 1, poll: float = 2.0) -> None:
+    def __init__(
+        self, study, space, metric: str, jobs: int = 1, poll: float = 2.0, lost_after: float = LOST_AFTER
+    ) -> None:
         self.study, self.space, self.metric, self.jobs, self.poll = study, space, metric, jobs, poll
+        self.lost_after = lost_after
         self.lock, self.stopping = threading.Lock(), threading.Event()
         self.progress_key = {"f1": "val_f1", "accuracy": "val_accuracy", "loss": "val_loss"}.get(metric)
 
     def run(self, trial) -> None:
         """Queue one trial as a DVC experiment, follow it, and tell the study how it ended."""
-        import optuna
 
         name = f"{self.study.study_name}-{trial.number}"
         trial.set_user_attr("experiment", name)
@@ -164,25 +202,46 @@ class Search:
             state = self.follow(trial, name)
         except Stopped:
             return
+        self.conclude(trial, name, state)
+
+    def conclude(self, trial, name: str, state: str) -> None:
+        """Tell the study how the trial's experiment ended: its metric, pruned, or failed and why."""
+        import optuna
+
         if state == "pruned":
             self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             return
         value = experiment_metric(name, self.metric) if state == "Success" else None
-        if value is None or math.isnan(value):
-            trial.set_user_attr("failure", f"experiment {name} {state.lower()}; see: dvc queue logs {name}")
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        else:
+        if value is not None and not math.isnan(value):
             self.study.tell(trial, value)
+            return
+        if state == "lost":
+            failure = LOST.format(name=name)
+            print(f"tune: {failure}", file=sys.stderr, flush=True)
+        else:
+            failure = f"experiment {name} {state.lower()}; see: dvc queue logs {name}"
+        trial.set_user_attr("failure", failure)
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
     def follow(self, trial, name: str) -> str:
-        """Wait for the experiment to end; report its evaluations to the pruner on the way."""
-        seen = None
+        """Wait for the experiment to end; report its evaluations to the pruner on the way. An experiment
+        DVC calls Running while no queue worker or executor exists, for `lost_after` seconds, was lost
+        by DVC's queue (its worker took the message and left without running it): it would show Running
+        forever, so it is killed (DVC then calls it Failed) and reported "lost"."""
+        seen, idle_since = None, None
         while True:
             if self.stopping.is_set():
                 raise Stopped
             state = queue_status().get(name, "Queued")
             if state in ("Success", "Failed"):
                 return state
+            if state == "Running" and queue_idle():
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since >= self.lost_after:
+                    dvc("queue", "kill", name, check=False)
+                    return "lost"
+            else:
+                idle_since = None
             progress = PROGRESS_DIR / f"{name}.json"
             if self.progress_key and progress.exists():
                 try:
@@ -224,7 +283,6 @@ def recover(study, search: Search, pool: ThreadPoolExecutor) -> list:
 
 
 def finish_recovered(search: Search, trial, name: str) -> None:
-    import optuna
 
     if queue_status().get(name) == "Queued":  # stopped before a worker took it
         dvc("queue", "start", "-j", str(search.jobs))
@@ -232,11 +290,7 @@ def finish_recovered(search: Search, trial, name: str) -> None:
         state = search.follow(trial, name) if queue_status().get(name) in ("Queued", "Running") else "Success"
     except Stopped:
         return
-    value = experiment_metric(name, search.metric) if state == "Success" else None
-    if value is None:
-        search.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    else:
-        search.study.tell(trial, value)
+    search.conclude(trial, name, state)
 
 
 def open_study(name: str, storage: str, sampler, pruner, direction: str, attempts: int = 5):
