@@ -208,36 +208,43 @@ def lost_trial_repo(base: Path, name: str) -> Path:
     return repo
 
 
-@pytest.mark.parametrize("left", ["an exited worker", "a live worker", "an executor"])
-def test_a_trial_lost_by_dvcs_queue_fails_instead_of_hanging_the_search(tmp_path, monkeypatch, left):
-    """A trial DVC shows Running while no queue worker is alive and no executor exists is lost: the
-    search records it as failed, says why, and goes on (it once waited for it forever). While a worker
-    or an executor exists, it waits."""
+def test_a_trial_lost_by_dvcs_queue_fails_instead_of_hanging_the_search(tmp_path, monkeypatch):
+    """A trial DVC shows Running while no queue worker and no executor is alive is lost: the search
+    records it as failed, says why, and goes on (it once waited for it forever). While a worker or an
+    executor is alive, it waits. Process records as dvc-task writes them: pid, and the exit code once
+    the process ended."""
     import optuna
 
     from textclf.tune import Search, Stopped
 
     repo = lost_trial_repo(tmp_path, "search-0")
-    celery, executors = repo / ".dvc/tmp/exps/celery", repo / ".dvc/tmp/exps/run"
-    if left != "an executor":  # dvc-task's record of a worker process
-        worker = {"pid": os.getpid(), "returncode": 0 if left == "an exited worker" else None}
-        (celery / "dvc-exp-worker-1.json").write_text(json.dumps(worker))
-    if left == "an executor":
-        (executors / "0123abc").mkdir(parents=True)
     monkeypatch.chdir(repo)
     monkeypatch.setenv("PATH", tool_env()["PATH"])
+    worker = repo / ".dvc/tmp/exps/celery/dvc-exp-worker-1.json"
+    executor = repo / ".dvc/tmp/exps/run/0123abc/0123abc.json"
+    executor.parent.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
     study = optuna.create_study(study_name="search")
     trial = study.ask()
-    search = Search(study, [], "f1", poll=0.2, lost_after=1.0)
-    waits = left != "an exited worker"
-    # Waiting 4 times lost_after, it would have failed by then; a lost trial followed for a minute means
-    # the search would hang: Stopped ends the test.
-    threading.Timer(4.0 if waits else 60.0, search.stopping.set).start()
-    if waits:
+
+    def follow(waits: bool) -> str | None:
+        search = Search(study, [], "f1", poll=0.2, lost_after=1.0)
+        # Waiting 4 times lost_after, it would have given up by then; a lost trial still followed after
+        # a minute means the search would hang: Stopped ends the test.
+        threading.Timer(4.0 if waits else 60.0, search.stopping.set).start()
+        if not waits:
+            return search.follow(trial, "search-0")
         with pytest.raises(Stopped):
             search.follow(trial, "search-0")
-        return
-    search.conclude(trial, "search-0", search.follow(trial, "search-0"))
+        return None
+
+    for alive_worker, alive_executor in [(True, False), (False, True)]:
+        worker.write_text(json.dumps({"pid": os.getpid(), "returncode": None if alive_worker else 0}))
+        executor.write_text(json.dumps({"pid": os.getpid() if alive_executor else dead.pid, "returncode": None}))
+        follow(waits=True)
+    executor.write_text(json.dumps({"pid": dead.pid, "returncode": None}))  # killed with its worker
+    Search(study, [], "f1").conclude(trial, "search-0", follow(waits=False))
     (recorded,) = study.get_trials()
     assert recorded.state == optuna.trial.TrialState.FAIL
     assert "lost by DVC's queue" in recorded.user_attrs["failure"]

@@ -138,17 +138,17 @@ def alive(pid) -> bool:
 
 
 def queue_idle() -> bool:
-    """True when nothing can be running a queued experiment: no executor (.dvc/tmp/exps/run/<rev>/) and
-    no live queue worker (dvc-task keeps each worker's pid and, once it exited, its exit code in
-    .dvc/tmp/exps/celery/dvc-exp-worker-<n>.json)."""
-    if any((EXPS_TMP / "run").glob("*")):
-        return False
-    for info in (EXPS_TMP / "celery").glob("dvc-exp-worker-*.json"):
+    """True when nothing can be running a queued experiment: no live queue worker and no live executor.
+    dvc-task keeps each process's pid and, once it exited, its exit code: workers' in
+    .dvc/tmp/exps/celery/dvc-exp-worker-<n>.json, executors' (`dvc exp exec-run`) in
+    .dvc/tmp/exps/run/<rev>/<rev>.json. An executor folder without one is being set up by a worker."""
+    records = [*(EXPS_TMP / "celery").glob("dvc-exp-worker-*.json"), *(EXPS_TMP / "run").glob("*/*.json")]
+    for record in records:
         try:
-            worker = json.loads(info.read_text())
+            process = json.loads(record.read_text())
         except (OSError, ValueError):
-            return False  # being written: a worker is starting
-        if worker.get("returncode") is None and alive(worker.get("pid")):
+            return False  # being written: a process is starting
+        if process.get("returncode") is None and alive(process.get("pid")):
             return False
     return True
 
@@ -168,8 +168,9 @@ def experiment_metric(name: str, metric: str) -> float | None:
 
 
 LOST = (
-    "experiment {name} was lost by DVC's queue: shown Running, but no queue worker or executor was left to "
-    "run it (a worker took it and left; a known DVC queue race). Recorded as failed; the search goes on"
+    "experiment {name} was lost by DVC's queue: shown Running, but no queue worker or executor is alive to "
+    "run it (a worker took it and left without running it, a known DVC queue race, or was killed). "
+    "Recorded as failed; the search goes on"
 )
 
 
@@ -225,9 +226,9 @@ class Search:
 
     def follow(self, trial, name: str) -> str:
         """Wait for the experiment to end; report its evaluations to the pruner on the way. An experiment
-        DVC calls Running while no queue worker or executor exists, for `lost_after` seconds, was lost
-        by DVC's queue (its worker took the message and left without running it): it would show Running
-        forever, so it is killed (DVC then calls it Failed) and reported "lost"."""
+        DVC calls Running while no queue worker or executor is alive, for `lost_after` seconds, was lost
+        by DVC's queue (a worker took it and left without running it, or was killed): it would show
+        Running forever, so it is killed (DVC then calls it Failed) and reported "lost"."""
         seen, idle_since = None, None
         while True:
             if self.stopping.is_set():
