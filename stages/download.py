@@ -10,7 +10,7 @@ train/validation(dev)/test files in csv, tsv, json, jsonl or parquet with any co
 from stages import run_stage
 from textclf.data import load_hub, load_local
 from textclf.files import atomic_dir, scratch_dir, sha256_arrow, write_json
-from textclf.labels import label_counts, prepare
+from textclf.labels import label_counts, lookalike_labels, prepare
 from textclf.params import ensure_unchanged, load_params
 from textclf.paths import PRETRAINED, RAW, SOURCE
 from textclf.pretrained import copy_checkpoint, model_source
@@ -53,6 +53,11 @@ def main() -> None:
     kind = "sentence pairs" if len(task.text_columns) == 2 else "single texts"
     print(f"download: {sizes} {kind} from {p.dataset}; labels {task.label_names}; validation: {task.validation}")
     print(f"download: model {p.model} from {src}")
+    for group in lookalike_labels(task.label_names):
+        print(
+            f"download: warning: labels {' and '.join(map(repr, group))} differ only in case or spacing, so they "
+            "are separate classes; if they are one class, spell it one way in the data"
+        )
 
 
 if __name__ == "__main__":

@@ -234,3 +234,19 @@ def test_too_small_to_carve_says_what_to_do():
 def test_source_json_shape_is_serialisable(tmp_path):
     data, task = run(write_sms(tmp_path / "sms"), ["message"], "category")
     json.dumps({"counts": label_counts(data), "task": task._asdict()})
+
+
+def test_a_train_split_with_one_class_is_refused(tmp_path):
+    """One class trains a 1-output head that scores 1.0 on anything: refused before any download."""
+    rows = [("spam", f"message {i}") for i in range(30)]
+    with pytest.raises(
+        InputError, match=r"train.csv: train has only 'spam' \(30 rows\): a classifier needs at least two"
+    ):
+        run(write_sms(tmp_path / "sms", rows, test=False), ["message"], "category")
+
+
+def test_labels_that_differ_only_in_case_are_found():
+    from textclf.labels import lookalike_labels
+
+    assert lookalike_labels(["neg", "Pos", "pos", "pos  x", "Pos X"]) == [["Pos", "pos"], ["pos  x", "Pos X"]]
+    assert lookalike_labels(["ham", "spam"]) == []

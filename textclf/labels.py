@@ -174,8 +174,15 @@ def encode_labels(
         unknown = sorted(set(counts(values)) - set(names))
         if unknown:
             raise InputError(unknown_label_message(split, splits[split].origin, unknown, names, labels))
+    present = counts(strings["train"])
+    if len(present) < 2:
+        only = f"only {next(iter(present))!r} ({len(strings['train'])} rows)" if present else "no labels"
+        raise InputError(
+            f"{splits['train'].origin}: train has {only}: a classifier needs at least two classes. "
+            "Check label_column, or add train rows of the other classes."
+        )
     if labels is not None:
-        absent = [n for n in names if n not in counts(strings["train"])]
+        absent = [n for n in names if n not in present]
         if absent:
             raise InputError(
                 f"labels: {absent} never appear in train ({splits['train'].origin}), so the model could not "
@@ -186,6 +193,15 @@ def encode_labels(
         ids = pc.index_in(values, value_set=pa.array(names)).to_numpy(zero_copy_only=False)
         rows[split] = rows[split].remove_columns(LABEL).add_column(LABEL, ids.astype(np.int64), feature=feature)
     return rows, names
+
+
+def lookalike_labels(names: list[str]) -> list[list[str]]:
+    """Groups of label names that differ only in case or spacing ('Pos', 'pos '): likely one class
+    spelled two ways, which the model would learn as separate classes."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(" ".join(name.split()).casefold(), []).append(name)
+    return [group for group in groups.values() if len(group) > 1]
 
 
 def unknown_label_message(
