@@ -116,6 +116,31 @@ def test_bad_input_is_one_line_and_leaves_no_output(trained, tmp_path, make, mes
     assert not list(tmp_path.glob("*p.csv*"))
 
 
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--batch-size", "0"], "--batch-size 0: give at least 1"),
+        (["--output", "no/such/folder/p.csv"], "which does not exist: give a file in an existing folder"),
+        (["--output", "{tmp}/out.csv"], "out.csv is a folder"),
+        (["--text-columns", "sentence1"], "reads sentence pairs (2 text column(s), trained on"),
+    ],
+)
+def test_bad_options_are_one_line(trained, tmp_path, options, message):
+    (tmp_path / "out.csv").mkdir()
+    options = [o.format(tmp=tmp_path) for o in options]
+    out = textclf("predict", str(pairs_csv(tmp_path / "x.csv")), *options, cwd=trained)
+    assert out.returncode == 1 and message in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: ")
+
+
+def test_stdin_ignores_blank_lines_at_the_end_but_not_between_texts(trained):
+    lines = "".join(f"{a}\t{b}\n" for a, b in PAIRS[:2])
+    out = textclf("predict", "-", cwd=trained, stdin=lines + "\n \n")
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 3, out.stderr
+    out = textclf("predict", "-", cwd=trained, stdin="\n" + lines)
+    assert out.returncode == 1 and "stdin line 1 is blank" in out.stderr, out.stderr
+
+
 def test_a_folder_that_is_not_a_classifier_is_refused(trained, tmp_path):
     out = textclf("predict", str(pairs_csv(tmp_path / "x.csv")), "--model", "data/pretrained", cwd=trained)
     assert out.returncode == 1 and "is not a text classifier" in out.stderr, out.stderr
@@ -174,7 +199,8 @@ def test_predict_repeats_a_near_baseline_warning_at_every_use(trained, tmp_path,
 
 
 def test_onnx_export_agrees_with_pytorch(trained, tmp_path):
-    out = textclf("export", "--output", str(tmp_path / "onnx"), cwd=trained)
+    model = shutil.copytree(trained / "data/model", tmp_path / "model")  # retrained below
+    out = textclf("export", "--model", str(model), "--output", str(tmp_path / "onnx"), cwd=trained)
     assert out.returncode == 0, out.stderr
     check = json.loads((tmp_path / "onnx/check.json").read_text())
     assert check["rows"] == 41 and check["onnx_fp32"]["agreement_with_torch"] == 1.0
@@ -194,6 +220,15 @@ def test_onnx_export_agrees_with_pytorch(trained, tmp_path):
         assert done.returncode == 0 and len(done.stdout.splitlines()) == 6, done.stderr
     finally:
         shutil.rmtree(trained / "data" / "onnx")
+    # The PyTorch model folder is not an export: the hint says where to export it.
+    torch_folder = textclf("predict", str(source), "--model", "data/model", "--backend", "onnx", cwd=trained)
+    assert "data/model is a PyTorch model folder, not an ONNX export" in torch_folder.stderr, torch_folder.stderr
+    # Once the model it was exported from changes (retrained), the export is refused, not used stale.
+    with (model / "model.safetensors").open("ab") as f:
+        f.write(b"retrained")
+    stale = textclf("predict", str(source), "--model", str(tmp_path / "onnx"), "--backend", "onnx", cwd=trained)
+    assert stale.returncode == 1 and "was exported from an earlier version of" in stale.stderr, stale.stderr
+    assert f"textclf export --model {model.resolve()} --output {tmp_path / 'onnx'}" in stale.stderr
 
 
 def test_every_command_has_help():

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from textclf.errors import InputError
-from textclf.files import atomic_dir, write_json
+from textclf.files import atomic_dir, weights_sha256, write_json
 from textclf.inference import length_order
 from textclf.metrics import classification_metrics
 from textclf.paths import CARD_FILE, TASK_FILE
@@ -112,7 +112,9 @@ def export(model_dir: Path, out: Path, check_split=None) -> dict:
         for name in COPIED:
             if (model_dir / name).exists():
                 shutil.copy2(model_dir / name, tmp / name)
-        report = {"inputs": names}
+        # Which model this is an export of, so that predict can refuse it once that model is retrained.
+        source = {"model": str(model_dir.resolve()), "weights_sha256": weights_sha256(model_dir)}
+        report = {"inputs": names, "source": source}
         if check_split is not None:
             report |= agreement(model, tokenizer, tmp, check_split, names)
             if report["onnx_fp32"]["agreement_with_torch"] < 1:

@@ -107,6 +107,11 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def weights_sha256(folder: Path) -> dict[str, str]:
+    """A model folder's safetensors weights by file name: whether the model changed, whatever the mtimes."""
+    return {path.name: sha256_file(path) for path in sorted(folder.glob("*.safetensors"))}
+
+
 def sha256_arrow(folder: Path) -> str:
     """Hash of a saved dataset's rows only: its state.json holds a random fingerprint that would change it."""
     h = hashlib.sha256()

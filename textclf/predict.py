@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from textclf.errors import InputError
-from textclf.files import read_json
+from textclf.files import read_json, weights_sha256
 from textclf.inference import softmax
-from textclf.paths import MODEL, TASK_FILE
+from textclf.paths import EXPORT, MODEL, TASK_FILE
 from textclf.sources import separator_hint
 
 CHUNK = 4096  # rows read, predicted and written at a time
@@ -56,7 +56,14 @@ def read_task(folder: Path, text_columns: list[str] | None = None) -> Task:
     task_file = folder / TASK_FILE
     if task_file.exists():
         saved = read_json(task_file)
-        return Task(text_columns or saved["text_columns"], names, saved["max_length"], saved.get("warnings", {}))
+        trained = saved["text_columns"]
+        if text_columns and len(text_columns) != len(trained):
+            kind = "sentence pairs" if len(trained) == 2 else "single texts"
+            raise InputError(
+                f"--text-columns {' '.join(text_columns)}: the model in {folder} reads {kind} "
+                f"({len(trained)} text column(s), trained on {trained}); give {len(trained)} column(s)."
+            )
+        return Task(text_columns or trained, names, saved["max_length"], saved.get("warnings", {}))
     if not text_columns:
         raise InputError(f"{folder} has no {TASK_FILE} to say which columns to read: pass --text-columns.")
     return Task(text_columns, names, 512)
@@ -143,9 +150,15 @@ def json_chunks(path: Path, columns: list[str]) -> Iterator[list[tuple[str, ...]
 
 
 def stdin_chunks(n_texts: int) -> Iterator[list[tuple[str, ...]]]:
-    chunk = []
+    """Blank lines at the end are ignored (a trailing newline too many); one before a text is an error."""
+    chunk, blank = [], None  # the first of the blank lines since the last text
     for number, line in enumerate(sys.stdin, start=1):
         line = line.rstrip("\n").rstrip("\r")
+        if not line.strip():
+            blank = blank or number
+            continue
+        if blank:
+            raise InputError(f"stdin line {blank} is blank; give one text per line (no blank lines between texts).")
         fields = tuple(line.split("\t")) if n_texts == 2 else (line,)
         if len(fields) != n_texts:
             raise InputError(
@@ -183,15 +196,27 @@ class Writer:
         self.names = names
         self.header = ["row", "prediction", "prediction_id", *(f"prob_{n}" for n in names)]
         self.target = Path(target) if target else None
-        self.kind = self.target.suffix if self.target else ".tsv"
-        if self.kind not in (".csv", ".tsv", ".json", ".jsonl", ".parquet"):
-            raise InputError(f"--output {target}: unknown format {self.kind!r}; use csv, tsv, json, jsonl or parquet.")
+        self.kind = self.check(target)
         self.tmp = self.target.with_name(f".{self.target.name}.tmp") if self.target else None
         self.rows, self.parquet = 0, None
         self.out = sys.stdout if self.tmp is None else open(self.tmp, "w", newline="")  # noqa: SIM115
         if self.kind in (".csv", ".tsv"):
             self.csv = csv.writer(self.out, delimiter="\t" if self.kind == ".tsv" else ",", lineterminator="\n")
             self.csv.writerow(self.header)
+
+    @staticmethod
+    def check(target: str | None) -> str:
+        """The output format; an error for an unknown one or a folder that does not exist."""
+        if target is None:
+            return ".tsv"
+        path = Path(target)
+        if path.suffix not in (".csv", ".tsv", ".json", ".jsonl", ".parquet"):
+            formats = "csv, tsv, json, jsonl or parquet"
+            raise InputError(f"--output {target}: unknown format {path.suffix!r}; use {formats}.")
+        if path.is_dir() or not path.parent.is_dir():
+            where = "is a folder" if path.is_dir() else f"is in {path.parent}, which does not exist"
+            raise InputError(f"--output {target} {where}: give a file in an existing folder.")
+        return path.suffix
 
     def write(self, probs: np.ndarray) -> None:
         rows = [
@@ -298,8 +323,27 @@ def onnx_file(folder: Path, backend: str) -> Path:
     """The backend's model file in `folder`; an error naming the export command when it is absent."""
     name = "model.int8.onnx" if backend == "onnx-int8" else "model.onnx"
     if not (folder / name).exists():
+        if any(folder.glob("*.safetensors")):  # a trained model folder, not an export
+            raise InputError(
+                f"{folder} is a PyTorch model folder, not an ONNX export: export it with: textclf export "
+                f"--model {folder} --output {EXPORT}, then predict with --model {EXPORT} (or use --backend torch)."
+            )
         raise InputError(f"{folder} has no {name}: make it with: textclf export --model {MODEL} --output {folder}")
     return folder / name
+
+
+def check_export_current(folder: Path) -> None:
+    """An export whose source model folder is here and has changed since (retrained) is refused: it
+    would predict with the old model. An export whose source is not here (copied to a server) is used."""
+    check = folder / "check.json"
+    source = read_json(check).get("source") if check.exists() else None
+    if not source or not Path(source["model"]).is_dir():
+        return
+    if weights_sha256(Path(source["model"])) != source["weights_sha256"]:
+        raise InputError(
+            f"{folder} was exported from an earlier version of {source['model']} (its weights changed since): "
+            f"export it again: textclf export --model {source['model']} --output {folder}"
+        )
 
 
 def load_onnx(folder: Path, backend: str):
@@ -312,8 +356,12 @@ def predict_file(
     source: str, folder: Path, output: str | None, backend: str, batch_size: int, text_columns=None
 ) -> int:
     """Predict every row of `source` into `output` (stdout when None); returns the row count."""
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: give at least 1 (default 64).")
+    Writer.check(output)
     if backend != "torch":
         onnx_file(folder, backend)  # before read_task: a missing export folder gets the export hint
+        check_export_current(folder)
     task = read_task(folder, text_columns)
     chunks = read_chunks(source, task.text_columns)
     first = next(chunks, None)  # read before the model loads: a bad input fails at once
