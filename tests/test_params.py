@@ -128,7 +128,7 @@ def test_a_refused_value_says_params_yaml_holds_it_and_how_to_set_it_back(tmp_pa
     with pytest.raises(ParamsError) as e:
         load_params(path)
     assert "params.yaml now holds 'lr: abc': set it back with the next run (dvc exp run -S 'lr=0.0001')" in str(e.value)
-    assert "git checkout params.yaml" in str(e.value)
+    assert "git show HEAD:params.yaml > params.yaml" in str(e.value)
 
 
 def test_an_unknown_key_says_to_delete_its_line(tmp_path, monkeypatch):
