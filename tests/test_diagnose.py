@@ -228,6 +228,11 @@ def test_inf_val_loss_flags_unstable():
     assert f.flagged and "val_loss" in f.evidence
 
 
+def test_a_run_too_short_to_log_a_train_loss_is_not_judged_unstable():
+    f = check_unstable([], val([0.6, 0.5]))
+    assert not f.flagged and "no train loss was logged (fewer optimizer steps than logging_steps)" in f.evidence
+
+
 def test_late_spike_flags_unstable():
     losses = HEALTHY_TRAIN[:25] + [1.2] + HEALTHY_TRAIN[26:]
     d = diagnose(train(losses, lr=3e-4), HEALTHY_VAL)

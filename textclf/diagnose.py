@@ -321,7 +321,8 @@ def check_unstable(train_rows: Sequence[Row], val_rows: Sequence[Row]) -> Findin
             more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
             return Finding(True, f"{key} is not finite ({bad[0].get(key)}) at {_where(bad[0])}{more}", tip)
     if not train_rows:
-        return Finding(False, "no train rows: instability cannot be judged")
+        # The train loss is logged every logging_steps optimizer steps: a shorter run logs none.
+        return Finding(False, "no train loss was logged (fewer optimizer steps than logging_steps): not judged")
     losses = _column(train_rows, "train_loss")
     spikes = find_spikes(losses)
     if spikes:
