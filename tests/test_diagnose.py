@@ -230,7 +230,7 @@ def test_inf_val_loss_flags_unstable():
 
 def test_a_run_too_short_to_log_a_train_loss_is_not_judged_unstable():
     f = check_unstable([], val([0.6, 0.5]))
-    assert not f.flagged and "no train loss was logged (fewer optimizer steps than logging_steps)" in f.evidence
+    assert not f.flagged and "no train loss logged (fewer optimizer steps than logging_steps)" in f.evidence
 
 
 def test_late_spike_flags_unstable():

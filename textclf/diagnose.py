@@ -322,7 +322,9 @@ def check_unstable(train_rows: Sequence[Row], val_rows: Sequence[Row]) -> Findin
             return Finding(True, f"{key} is not finite ({bad[0].get(key)}) at {_where(bad[0])}{more}", tip)
     if not train_rows:
         # The train loss is logged every logging_steps optimizer steps: a shorter run logs none.
-        return Finding(False, "no train loss was logged (fewer optimizer steps than logging_steps): not judged")
+        return Finding(
+            False, "no train loss logged (fewer optimizer steps than logging_steps): instability cannot be judged"
+        )
     losses = _column(train_rows, "train_loss")
     spikes = find_spikes(losses)
     if spikes:
