@@ -150,3 +150,32 @@ def test_unreadable_parquet_is_named(tmp_path):
     (tmp_path / "validation.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(InputError, match="train.parquet: could not be read as parquet"):
         load_local(tmp_path, tmp_path / "scratch")
+
+
+@pytest.mark.parametrize(
+    "name, text, rows",
+    [
+        ("train.csv", "", False),
+        ("train.csv", "text,label\n\n", False),
+        ("train.tsv", "text\tlabel\nhi\t1\n", True),
+        ("train.jsonl", "\n", False),
+        ("train.jsonl", '{"text": "hi", "label": 1}\n', True),
+        ("train.json", '[{"text": "hi", "label": 1}]', None),
+    ],
+)
+def test_a_file_without_rows_is_told_from_its_first_lines(tmp_path, name, text, rows):
+    """So that the first stage refuses it before DVC deletes any output (the download stage, which reads
+    the rows, runs only after DVC has deleted its previous outputs)."""
+    from tests.test_params import defaults
+    from textclf.params import parse_params
+    from textclf.preflight import check_columns
+    from textclf.sources import has_rows
+
+    (tmp_path / name).write_text(text)
+    assert has_rows(tmp_path / name) is rows
+    p = parse_params(defaults() | {"dataset": str(tmp_path), "text_columns": ["text"], "label_column": "label"})
+    if rows is False:
+        with pytest.raises(InputError, match=rf"{name}: no rows \(the file is empty, or a header only\)"):
+            check_columns(p)
+    else:
+        check_columns(p)

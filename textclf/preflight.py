@@ -16,6 +16,7 @@ from textclf.params import Params
 from textclf.pretrained import local_model
 from textclf.sources import (
     find_split_files,
+    has_rows,
     local_folder,
     missing_column,
     missing_column_message,
@@ -44,6 +45,8 @@ def check_columns(p: Params) -> None:
         return  # a Hub dataset: the download stage checks it
     require_folder(folder)
     for split, path in find_split_files(folder).items():
+        if has_rows(path) is False:
+            raise InputError(f"{path}: no rows (the file is empty, or a header only); give it rows, or remove it.")
         columns = peek_columns(path)
         missing = missing_column(columns, p.text_columns, p.label_column, split) if columns else None
         if missing is None:

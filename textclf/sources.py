@@ -3,6 +3,7 @@ stage runs on every `dvc repro` and must stay light. Local paths, the split file
 and their column names, and whether the Hugging Face Hub can be reached."""
 
 import csv
+import itertools
 import json
 import os
 import socket
@@ -90,6 +91,24 @@ def first_line(path: Path) -> str:
             if line.strip():
                 return line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
     return ""
+
+
+def has_rows(path: Path) -> bool | None:
+    """Whether a split file holds any row beyond its header, told cheaply (the first two non-blank lines,
+    or parquet's metadata); None where it can't be (a JSON array)."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_metadata(path).num_rows > 0
+        except Exception:
+            return None  # unreadable: the download stage says so, naming the file
+    if path.suffix == ".json" and first_line(path).lstrip().startswith("["):
+        return None
+    header_lines = 1 if path.suffix in (".csv", ".tsv") else 0
+    with path.open("rb") as f:
+        lines = (line for line in f if line.strip())
+        return next(itertools.islice(lines, header_lines, None), None) is not None
 
 
 def peek_columns(path: Path) -> list[str] | None:
