@@ -206,6 +206,8 @@ def test_onnx_export_agrees_with_pytorch(trained, tmp_path):
     assert check["rows"] == 41 and check["onnx_fp32"]["agreement_with_torch"] == 1.0
     assert 0 <= check["onnx_int8"]["agreement_with_torch"] <= 1 and "f1" in check["onnx_int8"]
     assert "onnx_int8: agrees with PyTorch on" in out.stdout
+    for noise in ("TracerWarning", "pre-processing before quantization", "Loading weights"):  # libraries' chatter
+        assert noise not in out.stdout + out.stderr, out.stderr
     source = pairs_csv(tmp_path / "new.csv")
     for backend in ("onnx", "onnx-int8"):
         done = textclf("predict", str(source), "--model", str(tmp_path / "onnx"), "--backend", backend, cwd=trained)

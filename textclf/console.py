@@ -27,7 +27,7 @@ def quiet_libraries() -> None:
 
         hf_logging.disable_progress_bar()
         # Checkpoints saved less than a second apart (small runs) make the Trainer doubt file times.
-        logging.getLogger("transformers.trainer_utils").addFilter(_Drop("mtime may not be reliable"))
+        logging.getLogger("transformers.trainer_utils").addFilter(DropRecords("mtime may not be reliable"))
     if "huggingface_hub" in sys.modules:
         from huggingface_hub.utils import disable_progress_bars
 
@@ -47,7 +47,7 @@ def library_bars(enabled: bool) -> Iterator[None]:
         datasets.disable_progress_bars()
 
 
-class _Drop(logging.Filter):
+class DropRecords(logging.Filter):
     """Drops a library's log records that contain `text`."""
 
     def __init__(self, text: str) -> None:
@@ -63,7 +63,7 @@ def without_load_report() -> Iterator[None]:
     """Silence transformers' table of missing weights while loading a checkpoint under a new head: the
     head is missing by design. The caller reports what was missing (see describe_load)."""
     logger = logging.getLogger("transformers.modeling_utils")
-    drop = _Drop("LOAD REPORT")
+    drop = DropRecords("LOAD REPORT")
     logger.addFilter(drop)
     try:
         yield

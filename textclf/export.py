@@ -7,12 +7,15 @@ when run in its repository) the fp32 ONNX model must predict the same labels as 
 model's agreement and scores are reported beside PyTorch's (check.json).
 """
 
+import logging
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from textclf.console import DropRecords, quiet_libraries
 from textclf.errors import InputError
 from textclf.files import atomic_dir, weights_sha256, write_json
 from textclf.inference import length_order
@@ -43,6 +46,7 @@ def load(model_dir: Path):
 
     if not (model_dir / "config.json").exists():
         raise InputError(f"{model_dir} is not a model folder (no config.json); train one first: dvc exp run")
+    quiet_libraries()  # no "Loading weights" bar
     register()
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
     return model, AutoTokenizer.from_pretrained(model_dir)
@@ -53,7 +57,10 @@ def export_onnx(model: torch.nn.Module, tokenizer, path: Path) -> list[str]:
     sample = tokenizer(["a short example"], ["and its pair"], return_tensors="pt")
     names = [n for n in INPUTS if n in sample]
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
-    with torch.no_grad():
+    # The tracer warns of every Python-level shape check in the model's code (the traced graph is checked
+    # against PyTorch afterwards: agreement()).
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
             Logits(model), tuple(sample[n] for n in names), str(path), input_names=names,
             output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False,
@@ -64,7 +71,15 @@ def export_onnx(model: torch.nn.Module, tokenizer, path: Path) -> list[str]:
 def quantize(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    # onnxruntime advises its shape-inference pre-processing on the root logger at every call; the int8
+    # model's agreement with PyTorch is measured instead (agreement()).
+    root = logging.getLogger()
+    quiet = DropRecords("pre-processing before quantization")
+    root.addFilter(quiet)
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    finally:
+        root.removeFilter(quiet)
 
 
 def batches(split, tokenizer, names: list[str], size: int = 64):
