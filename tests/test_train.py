@@ -193,6 +193,7 @@ def test_changed_params_do_not_resume_a_stale_checkpoint(prepared, tmp_path):
     (work / "data/checkpoints/run.json").write_text(json.dumps({"fingerprint": "another run"}))
     out = stage_run(work, "train", epochs=1)
     assert "resuming" not in out.stdout
+    assert "checkpoint-5 is of a run with other train params, data or starting model: starting afresh" in out.stdout
 
 
 def test_two_process_evaluation_equals_one_process(prepared, tmp_path):

@@ -70,11 +70,22 @@ def prepare_checkpoints(folder: Path, run_id: str, is_main: bool) -> Path | None
                 "A multi-node run needs data/checkpoints on a file system every node shares (NFS, Lustre, ...); "
                 "link it there: ln -s /shared/path/checkpoints data/checkpoints"
             )
+        left = newest_complete(folder)
+        if left is not None:  # an interrupted run's work, given up: say so rather than drop it silently
+            print(
+                f"train: {left} is of a run with other train params, data or starting model: starting afresh "
+                "(to resume it, rerun with the params it had)",
+                flush=True,
+            )
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True, exist_ok=True)
         write_text_atomic(stamp, json.dumps({"fingerprint": run_id}))
         return None
     if is_main:
         remove_partial(folder)
+    return newest_complete(folder)
+
+
+def newest_complete(folder: Path) -> Path | None:
     done = [d for d in [*folder.glob("checkpoint-[0-9]*"), *folder.glob("step-[0-9]*")] if is_complete(d)]
     return max(done, key=lambda d: int(d.name.rsplit("-", 1)[1]), default=None)
