@@ -26,6 +26,7 @@ from textclf.evaluation import write_diagnosis, write_scores
 from textclf.files import atomic_dir, read_json, write_json, writing
 from textclf.heads import register as register_heads
 from textclf.inference import predict_logits
+from textclf.labels import label_counts
 from textclf.params import ensure_unchanged, load_params
 from textclf.paths import CARD_FILE, MODEL, SOURCE, TASK_FILE, TOKENIZED, TRAIN_METRICS, TRAINED
 from textclf.precision import precision_args, resolve_precision
@@ -67,6 +68,7 @@ def main() -> None:
     card = model_card(
         p, read_json(SOURCE), read_json(TRAIN_METRICS), results, found, read_json(TRAINED / TASK_FILE),
         test_rows=len(logits.get("test", [])),
+        used={"splits": {split: len(ds) for split, ds in data.items()}, "label_counts": label_counts(data)},
     )  # fmt: skip
     with writing(MODEL), atomic_dir(MODEL) as tmp:
         shutil.copytree(TRAINED, tmp, dirs_exist_ok=True)

@@ -237,3 +237,30 @@ def test_every_command_has_help():
     for command in ([], ["predict"], ["export"]):
         out = subprocess.run([sys.executable, "-m", "textclf.cli", *command, "--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "usage: textclf" in out.stdout
+
+
+def test_the_card_counts_the_rows_used_not_the_rows_downloaded():
+    """max_train_samples / max_eval_samples cut the data after download: the card names the rows the
+    model was trained on and scored on (it once showed the whole splits), and both params."""
+    from tests.test_params import defaults
+    from textclf.card import model_card
+    from textclf.params import parse_params
+
+    p = parse_params(defaults() | {"max_train_samples": 300, "max_eval_samples": 200})
+    source = {
+        "dataset": "/data/mrpc", "subset": None, "validation": "file", "content_sha256": "c0ffee",
+        "splits": {"train": 3667, "validation": 408}, "label_counts": {"train": {"no": 1194, "yes": 2473}},
+        "model": {"name": "m", "files_sha256": {"model.safetensors": "0" * 64}},
+    }  # fmt: skip
+    used = {"splits": {"train": 300, "validation": 200}, "label_counts": {"train": {"no": 97, "yes": 203}}}
+    scores = {"validation": {"accuracy": 0.8, "f1": 0.85, "precision": 0.8, "recall": 0.9, "loss": 0.5}}
+    card = model_card(
+        p, source, {"best_epoch": 0.8421052631578947, "steps": 19}, {"scores": scores, "per_class": {}},
+        {"verdict": "ok", "evidence": {}}, {"label_names": ["no", "yes"], "text_columns": ["t"], "max_length": 128},
+        test_rows=0, used=used,
+    )  # fmt: skip
+    assert "| 0 | no | 97 |" in card and "| 1 | yes | 203 |" in card and "1194" not in card
+    assert "Validation: 200 rows (file)" in card and "Scores come from 200 validation rows" in card
+    assert "of which used (max_train_samples, max_eval_samples): {'train': 300, 'validation': 200}" in card
+    assert "| max_train_samples | 300 |" in card and "| max_eval_samples | 200 |" in card
+    assert "The best epoch (0.84)" in card

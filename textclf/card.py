@@ -12,8 +12,8 @@ TRAIN_PARAMS = [
     "lr", "epochs", "batch_size", "weight_decay", "warmup", "lr_scheduler", "grad_accum", "max_grad_norm",
     "seed", "precision", "group_by_length", "freeze_embeddings", "freeze_layers", "dropout", "pooling",
     "head_lr_scale", "layer_lr_decay", "ema", "class_weights", "label_smoothing", "engine", "early_stopping_patience",
-    "metric_for_best_model", "max_length", "max_train_samples", "peft", "lora_r", "lora_alpha", "lora_targets",
-    "gradient_checkpointing",
+    "metric_for_best_model", "max_length", "max_train_samples", "max_eval_samples", "peft", "lora_r", "lora_alpha",
+    "lora_targets", "gradient_checkpointing",
 ]  # fmt: skip
 METRIC_NAMES = {"accuracy": "Accuracy", "f1": "F1", "precision": "Precision", "recall": "Recall"}
 
@@ -60,8 +60,8 @@ def score_table(scores: dict, names: list[str]) -> list[str]:
     return rows
 
 
-def label_table(names: list[str], source: dict, per_class: dict) -> list[str]:
-    counts = source.get("label_counts", {})
+def label_table(names: list[str], used: dict, per_class: dict) -> list[str]:
+    counts = used.get("label_counts", {})
     rows = ["| id | label | train rows | validation F1 |", "|---:|---|---:|---:|"]
     for i, name in enumerate(names):
         f1 = per_class.get("validation", {}).get(name, {}).get("f1")
@@ -70,12 +70,17 @@ def label_table(names: list[str], source: dict, per_class: dict) -> list[str]:
     return rows
 
 
-def splits_line(source: dict, scores: dict, test_rows: int) -> str:
-    validation = f"Validation: {source['splits']['validation']} rows ({source.get('validation', 'file')}); "
+def splits_line(source: dict, used: dict, scores: dict, test_rows: int) -> str:
+    validation = f"Validation: {used['splits']['validation']} rows ({source.get('validation', 'file')}); "
     if not test_rows:
         return validation + "no test split."
     scored = "labeled and scored" if "test" in scores else "unlabeled: predicted, not scored"
     return validation + f"test: {test_rows} rows, {scored}."
+
+
+def best_epoch(train: dict) -> str:
+    epoch = train.get("best_epoch")
+    return f"{epoch:.2f}".rstrip("0").rstrip(".") if isinstance(epoch, int | float) else str(epoch)
 
 
 def weights_line(source: dict) -> str:
@@ -84,8 +89,15 @@ def weights_line(source: dict) -> str:
     return f"Starting weights sha256: {shown}."
 
 
-def model_card(p: Params, source: dict, train: dict, results: dict, diagnosis: dict, task: dict, test_rows: int) -> str:
+def model_card(
+    p: Params, source: dict, train: dict, results: dict, diagnosis: dict, task: dict, test_rows: int, used: dict
+) -> str:
+    """`source`: the download stage's record (the whole data); `used`: the rows trained on and scored
+    after max_train_samples / max_eval_samples ({"splits": rows per split, "label_counts": ...})."""
     names, scores, texts = task["label_names"], results["scores"], task["text_columns"]
+    sizes = f"split sizes: {source['splits']}"
+    if used["splits"] != source["splits"]:
+        sizes += f", of which used (max_train_samples, max_eval_samples): {used['splits']}"
     kind = "sentence pairs" if len(texts) == 2 else "single texts"
     columns = " and ".join(f"`{c}`" for c in texts) + (" columns" if len(texts) == 2 else " column")
     data = f"`{source['dataset']}`" + (f" ({source['subset']})" if source.get("subset") else "")
@@ -105,14 +117,14 @@ def model_card(p: Params, source: dict, train: dict, results: dict, diagnosis: d
         ),
         "## Labels",
         "",
-        *label_table(names, source, results["per_class"]),
+        *label_table(names, used, results["per_class"]),
         "",
         "## Results",
         "",
         *score_table(scores, names),
         "",
-        splits_line(source, scores, test_rows),
-        f"The best epoch ({train.get('best_epoch')}) by validation `{p.metric_for_best_model}` is the model "
+        splits_line(source, used, scores, test_rows),
+        f"The best epoch ({best_epoch(train)}) by validation `{p.metric_for_best_model}` is the model "
         "kept, so validation scores flatter it; a labeled test split is the fair judge.",
         "",
         f"Learning-curve diagnosis: **{diagnosis['verdict']}**.",
@@ -125,7 +137,7 @@ def model_card(p: Params, source: dict, train: dict, results: dict, diagnosis: d
         *(f"| {k} | {getattr(p, k)} |" for k in TRAIN_PARAMS),
         "",
         run,
-        f"Data content sha256: `{source['content_sha256']}`; split sizes: {source['splits']}.",
+        f"Data content sha256: `{source['content_sha256']}`; {sizes}.",
         weights_line(source),
         "",
         "## Reproduce",
@@ -151,7 +163,7 @@ def model_card(p: Params, source: dict, train: dict, results: dict, diagnosis: d
         "",
         "## Limitations",
         "",
-        f"- Scores come from {source['splits']['validation']} validation rows: a difference of one point "
+        f"- Scores come from {used['splits']['validation']} validation rows: a difference of one point "
         "between two models is within the noise unless compared over several seeds.",
         "- The model knows only the labels above and the kind of text it was trained on; text from another "
         "domain, language or era can be classified confidently and wrongly.",
