@@ -223,7 +223,7 @@ def train_with_accelerate(job: Job) -> Outcome:
             st["step"] += 1
             if average is not None:
                 average.update()
-            if st["step"] % p.logging_steps == 0:
+            if st["step"] % p.logging_steps == 0 or st["step"] == total:  # the last window too, however short
                 mean = accelerator.gather(torch.stack(window).mean()).mean().item()
                 progress.loss = mean
                 st["log_history"].append(

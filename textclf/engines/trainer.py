@@ -120,6 +120,10 @@ class ReportProgress(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.progress.step(state.global_step)
+        if state.global_step == state.max_steps:
+            # The Trainer logs the train loss every logging_steps only: the last, shorter window (all of a
+            # run shorter than logging_steps) would be missing from the curve and metrics/train.json.
+            control.should_log = True
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         metrics = metrics or {}
