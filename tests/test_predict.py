@@ -234,9 +234,10 @@ def test_onnx_export_agrees_with_pytorch(trained, tmp_path):
 
 
 def test_every_command_has_help():
-    for command in ([], ["predict"], ["export"]):
+    for command in ([], ["predict"], ["export"], ["compare"], ["tune"]):
         out = subprocess.run([sys.executable, "-m", "textclf.cli", *command, "--help"], capture_output=True, text=True)
         assert out.returncode == 0 and "usage: textclf" in out.stdout
+        assert "%%" not in out.stdout  # a literal % in a description is not escaped (only help= is %-formatted)
 
 
 def test_the_card_counts_the_rows_used_not_the_rows_downloaded():

@@ -122,7 +122,7 @@ def parser() -> argparse.ArgumentParser:
         help="compare experiments over seeds, with a paired bootstrap",
         description="Group experiments by their params except the seed; show each group's mean and spread of "
         "validation accuracy, F1 and loss; for each group against the first, a paired bootstrap over the "
-        "validation rows and seeds: the F1 difference, its 95%% interval, and how likely it is real.",
+        "validation rows and seeds: the F1 difference, its 95% interval, and how likely it is real.",
     )
     c.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="names (default: all of this commit's)")
     c.set_defaults(func=compare)
