@@ -96,3 +96,27 @@ def test_no_experiments_on_this_commit_says_where_older_ones_are(tmp_path):
         "error: no finished experiments on this commit to compare (those run on an earlier commit: dvc exp show -A); "
         "queue some: dvc exp run --queue -S seed=1,2,3"
     )
+
+
+def test_the_committed_baseline_joins_only_when_named():
+    """`textclf compare exp-a HEAD`: the commit's own results (dvc exp show's commit row) are a member too,
+    by HEAD, its branch or its sha; without a name, only the commit's experiments are compared."""
+    from textclf.compare import from_show
+    from textclf.errors import InputError
+
+    def entry(rev: str, lr: float, f1: float) -> dict:
+        params = {"params.yaml": {"data": {"lr": lr, "seed": 42}}}
+        return {"rev": rev, "data": {"params": params, "metrics": {"metrics/eval.json": {"data": {"f1": f1}}}}}
+
+    sha = "7feb0c013aa0d0d8bb89b462cd73f03581a3a5c5"
+    experiment = {"revs": [{**entry("e1" * 20, 3e-5, 0.86), "name": "exp-a"}]}
+    commits = [
+        {**entry("workspace", 1e-4, 0.8), "name": None, "experiments": None},
+        {**entry(sha, 1e-4, 0.85), "name": "main", "experiments": [experiment]},
+    ]
+    assert [e.name for e in from_show(commits)] == ["exp-a"]
+    for alias in ("HEAD", "main", sha[:7]):
+        found = from_show(commits, ["exp-a", alias])
+        assert [(e.name, e.rev, e.metrics["f1"]) for e in found] == [(alias, sha, 0.85), ("exp-a", "e1" * 20, 0.86)]
+    with pytest.raises(InputError, match="no finished experiment named nope on this commit"):
+        from_show(commits, ["exp-a", "nope"])

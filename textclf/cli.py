@@ -154,6 +154,11 @@ def main(argv: list[str] | None = None) -> None:
         args.func(args)
     except InputError as e:
         sys.exit(f"error: {e}")
+    except FileNotFoundError as e:
+        if e.filename != "dvc":
+            raise
+        # compare and tune run the dvc CLI
+        sys.exit("error: dvc is not on PATH: activate the project's environment first (. .venv/bin/activate)")
     except BrokenPipeError:  # `textclf predict ... | head`
         sys.stderr.close()
     except KeyboardInterrupt:

@@ -39,22 +39,29 @@ def experiments(names: list[str] | None = None, cwd: str = ".") -> list[Experime
     out = subprocess.run(["dvc", "exp", "show", "--json"], cwd=cwd, capture_output=True, text=True)
     if out.returncode != 0:
         raise InputError(f"dvc exp show failed: {out.stderr.strip()[-300:]}")
+    return from_show(json.loads(out.stdout or "[]"), names)
+
+
+def from_show(commits: list[dict], names: list[str] | None = None) -> list[Experiment]:
+    """Experiments from `dvc exp show --json`. The commit itself (its committed results, the baseline)
+    joins only when named: HEAD, its branch or its sha."""
     found = []
-    for commit in json.loads(out.stdout or "[]"):
+    for commit in commits:
+        baseline = commit["rev"] != "workspace"
+        aliases = {"HEAD", commit.get("name"), commit["rev"], commit["rev"][:7]} if baseline else set()
+        for name in sorted(aliases & set(names or [])):
+            found += [e for e in [experiment(name, commit)] if e is not None]
         for exp in commit.get("experiments") or []:
             rev = exp["revs"][0]
-            data = rev.get("data") or {}
-            params = (data.get("params") or {}).get("params.yaml", {}).get("data")
-            metrics = (data.get("metrics") or {}).get("metrics/eval.json", {}).get("data")
             name = rev.get("name") or exp.get("name") or rev["rev"][:7]
-            if params and metrics and (not names or name in names):
-                found.append(Experiment(name, rev["rev"], params, metrics))
+            if not names or name in names:
+                found += [e for e in [experiment(name, rev)] if e is not None]
     if names:
         missing = sorted(set(names) - {e.name for e in found})
         if missing:
             raise InputError(
-                f"no finished experiment named {', '.join(missing)} on this commit; see: dvc exp show "
-                "(experiments run on an earlier commit: dvc exp show -A)"
+                f"no finished experiment named {', '.join(missing)} on this commit (nor its committed results: "
+                "HEAD); see: dvc exp show (experiments run on an earlier commit: dvc exp show -A)"
             )
     if not found:
         raise InputError(
@@ -62,6 +69,14 @@ def experiments(names: list[str] | None = None, cwd: str = ".") -> list[Experime
             "-A); queue some: dvc exp run --queue -S seed=1,2,3"
         )
     return found
+
+
+def experiment(name: str, rev: dict) -> Experiment | None:
+    """One entry of `dvc exp show --json` (an experiment or a commit), if it has params and metrics."""
+    data = rev.get("data") or {}
+    params = (data.get("params") or {}).get("params.yaml", {}).get("data")
+    metrics = (data.get("metrics") or {}).get("metrics/eval.json", {}).get("data")
+    return Experiment(name, rev["rev"], params, metrics) if params and metrics else None
 
 
 def load_predictions(exp: Experiment, cwd: str = ".") -> None:
