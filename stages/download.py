@@ -10,7 +10,7 @@ train/validation(dev)/test files in csv, tsv, json, jsonl or parquet with any co
 from stages import run_stage
 from textclf.data import load_hub, load_local
 from textclf.files import atomic_dir, scratch_dir, sha256_arrow, write_json
-from textclf.labels import label_counts, lookalike_labels, prepare
+from textclf.labels import label_counts, lookalike_labels, prepare, seen_in_train
 from textclf.params import ensure_unchanged, load_params
 from textclf.paths import PRETRAINED, RAW, SOURCE
 from textclf.pretrained import copy_checkpoint, model_source
@@ -53,6 +53,12 @@ def main() -> None:
     kind = "sentence pairs" if len(task.text_columns) == 2 else "single texts"
     print(f"download: {sizes} {kind} from {p.dataset}; labels {task.label_names}; validation: {task.validation}")
     print(f"download: model {p.model} from {src}")
+    for split, seen in seen_in_train(data).items():
+        if seen:
+            print(
+                f"download: warning: {seen} of {len(data[split])} {split} rows have the text of a train row: "
+                f"{split} scores them as seen data (a split copied from train, or overlapping it?)"
+            )
     for group in lookalike_labels(task.label_names):
         print(
             f"download: warning: labels {' and '.join(map(repr, group))} differ only in case or spacing, so they "

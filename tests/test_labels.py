@@ -250,3 +250,14 @@ def test_labels_that_differ_only_in_case_are_found():
 
     assert lookalike_labels(["neg", "Pos", "pos", "pos  x", "Pos X"]) == [["Pos", "pos"], ["pos  x", "Pos X"]]
     assert lookalike_labels(["ham", "spam"]) == []
+
+
+def test_validation_rows_copied_from_train_are_counted(tmp_path):
+    from textclf.labels import seen_in_train
+
+    folder = write_sms(tmp_path / "sms")  # its test rows are new texts
+    pd.DataFrame(SMS[:3] + [("ham", "a new text")], columns=["category", "message"]).to_csv(
+        folder / "validation.csv", index=False
+    )
+    data, _ = run(folder, ["message"], "category")
+    assert seen_in_train(data) == {"validation": 3, "test": 0}

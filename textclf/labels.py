@@ -204,6 +204,18 @@ def lookalike_labels(names: list[str]) -> list[list[str]]:
     return [group for group in groups.values() if len(group) > 1]
 
 
+def seen_in_train(data: DatasetDict) -> dict[str, int]:
+    """Rows of validation and test whose text (every text column, exactly) is also a train row's: a
+    split copied from train, or overlapping it, scores what the model has seen."""
+    fields = [c for c in data["train"].column_names if c not in (LABEL, IDX)]
+
+    def keys(ds: Dataset) -> list[tuple]:
+        return list(zip(*(ds.data.column(c).to_pylist() for c in fields), strict=True))
+
+    train = set(keys(data["train"]))
+    return {split: sum(k in train for k in keys(data[split])) for split in ("validation", "test") if split in data}
+
+
 def unknown_label_message(
     split: str, origin: str, unknown: list[str], names: list[str], labels: list[str] | None
 ) -> str:
