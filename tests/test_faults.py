@@ -232,9 +232,10 @@ def test_a_launcher_that_is_a_shell_command_runs_nothing(tmp_path, mrpc_dir, tin
         ),
         ("torchrun --nnodes 2 --rdzv_endpoint host:29400", ["-m", "torch.distributed.run", "--nnodes", "2"]),
         (
-            "accelerate launch --num_processes 2 --cpu",
-            ["-m", "accelerate.commands.launch", "--num_processes"],
+            "accelerate launch --multi_gpu --num_processes 2",
+            ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes"],
         ),
+        ("accelerate launch --num_processes=1 --cpu", ["-m", "accelerate.commands.launch", "--num_processes=1"]),
         ("CUDA_VISIBLE_DEVICES=1 python", []),
     ],
 )
@@ -262,6 +263,17 @@ def test_launchers_that_are_allowed(launcher, argv_tail):
 def test_launchers_that_are_refused(launcher):
     with pytest.raises(InputError, match="launcher"):
         launcher_argv(launcher, "stages.train")
+
+
+@pytest.mark.parametrize(
+    "launcher", ["accelerate launch --num_processes 2 --cpu", "accelerate launch --cpu --num_processes=4"]
+)
+def test_accelerates_cpu_launcher_with_several_processes_is_refused(launcher):
+    """It starts one process whatever --num_processes says (accelerate's simple launcher, unless MPI is set
+    up): a run meant for 2 processes trained as 1, silently."""
+    with pytest.raises(InputError, match="--cpu starts a single process .* --multi_gpu --num_processes 2"):
+        launcher_argv(launcher, "stages.train")
+    launcher_argv(launcher + " --mpirun_hostfile hosts", "stages.train")  # MPI: accelerate starts them
 
 
 # --- 6. smaller ----------------------------------------------------------------------------------

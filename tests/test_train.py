@@ -208,7 +208,10 @@ def test_two_process_evaluation_equals_one_process(prepared, tmp_path):
     stage_run(work, "evaluate", launcher="python")
     single = read(work, "metrics/eval.json")
     single_predictions = read(work, "metrics/test_predictions.tsv")
-    stage_run(work, "evaluate", launcher="accelerate launch --num_processes 2 --cpu")
+    # accelerate's multi-GPU launcher runs its processes on the CPU (gloo) where there is no GPU: each says
+    # how long its predictions took before all but the main one return.
+    out = stage_run(work, "evaluate", launcher="accelerate launch --multi_gpu --num_processes 2")
+    assert out.stdout.count("evaluate: predictions took") == 2, out.stdout
     assert read(work, "metrics/eval.json") == pytest.approx(single)
     assert read(work, "metrics/test_predictions.tsv") == single_predictions  # 9 rows, none doubled
     assert len(read(work, "metrics/confusion.csv")) == 1 + 41

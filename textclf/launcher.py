@@ -12,7 +12,7 @@ import sys
 
 from textclf.errors import InputError
 
-EXAMPLES = "python, 'torchrun --nproc_per_node 2', 'accelerate launch --num_processes 2 --cpu'"
+EXAMPLES = "python, 'torchrun --nproc_per_node 2', 'accelerate launch --multi_gpu --num_processes 2'"
 # Environment settings before the program, e.g. CUDA_VISIBLE_DEVICES=1 python (one GPU per experiment):
 # only the device and thread-count families; never LD_PRELOAD, PYTHONPATH and the like.
 FAMILIES = "CUDA|NCCL|OMP|MKL|HIP|ROCR|PYTORCH|TORCH|ACCELERATE|GLOO"
@@ -23,6 +23,16 @@ FORBIDDEN = {"--no-python", "--no_python", "--run-path", "--run_path", "-m", "--
 # torchrun options that say where the other nodes are: without them it runs on one host, and
 # --standalone lets it pick a free port, so two runs on one host do not collide on the default one.
 MULTI_NODE = ("--nnodes", "--rdzv", "--master", "--node", "--standalone")
+
+
+def processes(options: list[str]) -> int:
+    """accelerate launch's --num_processes (as `--num_processes 2` or `--num_processes=2`), else 1."""
+    for i, option in enumerate(options):
+        name, _, value = option.partition("=")
+        if name == "--num_processes":
+            value = value or (options[i + 1] if i + 1 < len(options) else "")
+            return int(value) if value.isdigit() else 1
+    return 1
 
 
 def launcher_argv(launcher: str, module: str | None = None) -> tuple[dict[str, str], list[str]]:
@@ -54,6 +64,15 @@ def launcher_argv(launcher: str, module: str | None = None) -> tuple[dict[str, s
     bad = [o for o in options if not OPTION.match(o) or o.split("=")[0] in FORBIDDEN]
     if bad:
         raise InputError(f"launcher: '{launcher}': option {bad[0]!r} is not allowed. Examples: {EXAMPLES}.")
+    if program == "accelerate" and "--cpu" in options and processes(options) > 1 and "--mpirun_hostfile" not in options:
+        # accelerate's --cpu runs its simple launcher: one process, whatever --num_processes says, unless MPI
+        # is configured. Without this check a run meant for 2 processes trained as 1, silently.
+        raise InputError(
+            f"launcher: '{launcher}': accelerate launch --cpu starts a single process (several need MPI: "
+            "--mpirun_hostfile). For several processes on a CPU use 'torchrun --nproc_per_node 2' or "
+            "'accelerate launch --multi_gpu --num_processes 2' (on a machine without a GPU it runs them on the "
+            "CPU, with gloo)."
+        )
     if program == "torchrun" and not any(o.startswith(MULTI_NODE) for o in options):
         options = ["--standalone", *options]
     start = {
