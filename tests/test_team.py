@@ -69,15 +69,25 @@ def test_a_teammate_pulls_everything_and_nothing_reruns(tmp_path, tiny_model):
 
 
 def test_the_run_cache_spares_a_teammate_training_that_was_done(tmp_path, tiny_model):
+    """As the README says: experiments run, the workspace back on the committed results, then `dvc push
+    --run-cache` (the run records; outputs of the workspace's results only) and `dvc exp push origin -A`
+    (every experiment's outputs). Without the second, the teammate's run-cache hit found no outputs on
+    the remote and trained again."""
     first, origin = team(tmp_path, tiny_model)
     out = run(["dvc", "exp", "run", "-S", "lr=3e-3"], first)
     assert "train" in ran(out.stdout)
+    first_model = (first / "data/trained/model.safetensors").read_bytes()
+    run(["git", "read-tree", "HEAD"], first)
+    run(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics"], first)
+    run(["dvc", "checkout"], first)
     run(["dvc", "push", "--run-cache"], first)
-    second = clone(origin, tmp_path / "second")  # no data at all
+    run(["dvc", "exp", "push", "origin", "-A"], first)
+    second = clone(origin, tmp_path / "second")
+    run(["dvc", "pull"], second)
+    assert ran(run(["dvc", "repro"], second).stdout) == set()
     out = run(["dvc", "exp", "run", "--pull", "-S", "lr=3e-3"], second)
     assert "train" not in ran(out.stdout), out.stdout  # restored from the shared run-cache
     assert "Stage 'train' is cached" in out.stdout, out.stdout
-    first_model = (first / "data/trained/model.safetensors").read_bytes()
     assert (second / "data/trained/model.safetensors").read_bytes() == first_model
 
 
