@@ -8,9 +8,10 @@ train/validation(dev)/test files in csv, tsv, json, jsonl or parquet with any co
 """
 
 from stages import run_stage
+from textclf.columns import label_counts
 from textclf.data import load_hub, load_local
 from textclf.files import atomic_dir, scratch_dir, sha256_arrow, write_json
-from textclf.labels import label_counts, lookalike_labels, prepare, seen_in_train
+from textclf.labels import lookalike_labels, prepare, seen_in_train
 from textclf.params import ensure_unchanged, load_params
 from textclf.paths import PRETRAINED, RAW, SOURCE
 from textclf.pretrained import copy_checkpoint, model_source

@@ -21,12 +21,12 @@ from transformers import (
 from stages import run_stage
 from textclf.allocator import keep_freed_memory
 from textclf.card import model_card
+from textclf.columns import label_counts
 from textclf.diagnose import format_report, model_warnings
 from textclf.evaluation import write_diagnosis, write_scores
 from textclf.files import atomic_dir, read_json, write_json, writing
 from textclf.heads import register as register_heads
 from textclf.inference import predict_logits
-from textclf.labels import label_counts
 from textclf.params import ensure_unchanged, load_params
 from textclf.paths import CARD_FILE, MODEL, SOURCE, TASK_FILE, TOKENIZED, TRAIN_METRICS, TRAINED
 from textclf.precision import precision_args, resolve_precision

@@ -10,9 +10,10 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from tests.conftest import LABELED_HEADER, ROWS, TEST_HEADER, tsv
 from tests.test_params import defaults
+from textclf.columns import label_counts
 from textclf.data import load_hub, load_local
 from textclf.errors import InputError
-from textclf.labels import carve_validation, label_counts, prepare
+from textclf.labels import carve_validation, prepare
 from textclf.params import parse_params
 from textclf.preflight import check_columns
 from textclf.sources import separator_hint

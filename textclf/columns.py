@@ -10,3 +10,14 @@ IDX = "idx"  # the row's id: the source's own `idx` column where it has one, els
 def label_ids(split) -> np.ndarray:
     """A split's label ids as one numpy array (through Arrow: no Python object per row)."""
     return np.array(split.with_format("arrow")[LABEL].to_numpy(zero_copy_only=False))  # a writable copy
+
+
+def label_counts(data) -> dict[str, dict[str, int]]:
+    """Rows per label name in every labeled split."""
+    found = {}
+    for split, ds in data.items():
+        if LABEL in ds.column_names:
+            names = ds.features[LABEL].names
+            ids = np.bincount(label_ids(ds), minlength=len(names))
+            found[split] = {n: int(c) for n, c in zip(names, ids, strict=True)}
+    return found

@@ -263,14 +263,3 @@ def prepare(
         validation = f"{validation_split:g} of train, stratified by label (seed {SPLIT_SEED})"
     order = [s for s in ("train", "validation", "test") if s in rows]
     return DatasetDict({s: rows[s] for s in order}), Task(text_columns, label_column, names, validation)
-
-
-def label_counts(data: DatasetDict) -> dict[str, dict[str, int]]:
-    """Rows per label name in every labeled split."""
-    found = {}
-    for split, ds in data.items():
-        if LABEL in ds.column_names:
-            names = ds.features[LABEL].names
-            ids = np.bincount(label_ids(ds), minlength=len(names))
-            found[split] = {n: int(c) for n, c in zip(names, ids, strict=True)}
-    return found
