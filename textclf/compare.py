@@ -45,17 +45,17 @@ def experiments(names: list[str] | None = None, cwd: str = ".") -> list[Experime
 def from_show(commits: list[dict], names: list[str] | None = None) -> list[Experiment]:
     """Experiments from `dvc exp show --json`. The commit itself (its committed results, the baseline)
     joins only when named: HEAD, its branch or its sha."""
-    found = []
+    entries = []  # (name, dvc exp show entry)
     for commit in commits:
         baseline = commit["rev"] != "workspace"
         aliases = {"HEAD", commit.get("name"), commit["rev"], commit["rev"][:7]} if baseline else set()
-        for name in sorted(aliases & set(names or [])):
-            found += [e for e in [experiment(name, commit)] if e is not None]
+        entries += [(name, commit) for name in sorted(aliases & set(names or []))]
         for exp in commit.get("experiments") or []:
             rev = exp["revs"][0]
             name = rev.get("name") or exp.get("name") or rev["rev"][:7]
             if not names or name in names:
-                found += [e for e in [experiment(name, rev)] if e is not None]
+                entries.append((name, rev))
+    found = [e for e in (experiment(name, entry) for name, entry in entries) if e is not None]
     if names:
         missing = sorted(set(names) - {e.name for e in found})
         if missing:

@@ -189,7 +189,6 @@ class Search:
 
     def run(self, trial) -> None:
         """Queue one trial as a DVC experiment, follow it, and tell the study how it ended."""
-
         name = f"{self.study.study_name}-{trial.number}"
         trial.set_user_attr("experiment", name)
         trial.set_user_attr("worker", WORKER)
@@ -284,7 +283,6 @@ def recover(study, search: Search, pool: ThreadPoolExecutor) -> list:
 
 
 def finish_recovered(search: Search, trial, name: str) -> None:
-
     if queue_status().get(name) == "Queued":  # stopped before a worker took it
         dvc("queue", "start", "-j", str(search.jobs))
     try:
