@@ -101,7 +101,42 @@ def test_every_format_keeps_its_columns(tmp_path, ext):
     else:
         frame.to_parquet(path)
     rows = load_local(tmp_path, tmp_path / "scratch")["train"].rows
-    assert rows["review"] == ["a b", 'c " d'] and rows["stars"] == [5, 1] and "extra" in rows.column_names
+    stars = ["5", "1"] if ext in ("csv", "tsv") else [5, 1]  # csv and tsv cells are text, as written
+    assert rows["review"] == ["a b", 'c " d'] and rows["stars"] == stars and "extra" in rows.column_names
+
+
+def test_csv_and_tsv_cells_stay_the_text_they_are(tmp_path):
+    """pandas' inference read NA/None/null as missing and 007 as 7; a cell is its text, '' when empty."""
+    (tmp_path / "train.csv").write_text('\ufefftext,label\r\nNA,None\r\n007,01\r\n"a, ""b""\nc",null\r\n,N/A\r\n')
+    rows = load_local(tmp_path, tmp_path / "scratch")["train"].rows
+    assert rows["text"] == ["NA", "007", 'a, "b"\nc', ""] and rows["label"] == ["None", "01", "null", "N/A"]
+    (tmp_path / "train.csv").unlink()
+    (tmp_path / "train.tsv").write_text('text\tlabel\n"quoted" 7\t-1\nNULL\t2\n')
+    rows = load_local(tmp_path, tmp_path / "scratch")["train"].rows
+    assert rows["text"] == ['"quoted" 7', "NULL"] and rows["label"] == ["-1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "line"),
+    [
+        ("train.tsv", 'text\tlabel\n"a tab\tinside"\t0\nok\t1\n', "line 2 has 3 fields where the header has 2"),
+        ("train.tsv", "text\tlabel\n" + "ok\t1\n" * 5 + "x\ty\tz\n", "line 7 has 3 fields where the header has 2"),
+        ("train.csv", "text,label\nok,1\nan, unquoted comma,0\n", "line 3 has 3 fields where the header has 2"),
+    ],
+)
+def test_a_row_with_a_field_too_many_is_named_not_shifted(tmp_path, name, text, line):
+    """A first row with an extra field became pandas' index (every column shifted: 'no label'); later
+    ones failed without a line number."""
+    (tmp_path / name).write_text(text)
+    with pytest.raises(InputError, match=line) as e:
+        load_local(tmp_path, tmp_path / "scratch")
+    assert ("quoting off" in str(e.value)) == name.endswith(".tsv") and "\n" not in str(e.value)
+
+
+def test_a_header_naming_a_column_twice_is_refused(tmp_path):
+    (tmp_path / "train.csv").write_text("text,text,label\na,b,1\n")
+    with pytest.raises(InputError, match=r"names column\(s\) \['text'\] more than once"):
+        load_local(tmp_path, tmp_path / "scratch")
 
 
 def test_empty_file_is_named(tmp_path):

@@ -131,6 +131,25 @@ def test_integer_labels_keep_numeric_order(tmp_path):
     assert data["train"]["label"][:6] == [0, 1, 2, 3, 4, 5]
 
 
+def test_labels_spelled_none_na_or_with_leading_zeros_are_classes_of_their_own(tmp_path):
+    """Read through pandas, `None` and `NA` were missing labels and `01` merged with `1`."""
+    rows = [("01", "first"), ("1", "second"), ("2", "third"), ("None", "fourth"), ("NA", "fifth")] * 4
+    pd.DataFrame(rows, columns=["label", "text"]).to_csv(tmp_path / "train.csv", index=False)
+    pd.DataFrame(rows[:5], columns=["label", "text"]).to_csv(tmp_path / "dev.csv", index=False)
+    _, task = run(tmp_path, ["text"], "label")
+    assert task.label_names == ["01", "1", "2", "NA", "None"]  # sorted as text: not all spell integers
+    (tmp_path / "train.csv").write_text("label,text\n" + "".join(f"{n},t{n}\n" for n in [10, 2, -1, 2, 10, -1]))
+    (tmp_path / "dev.csv").write_text("label,text\n10,a\n-1,b\n")
+    data, task = run(tmp_path, ["text"], "label")
+    assert task.label_names == ["-1", "2", "10"] and data["train"]["label"] == [2, 1, 0, 1, 2, 0]
+
+
+def test_a_csv_idx_column_keeps_its_ids(tmp_path):
+    (tmp_path / "train.csv").write_text("idx,text,label\n" + "".join(f"{70 + i},t{i},{i % 2}\n" for i in range(20)))
+    data, _ = run(tmp_path, ["text"], "label")
+    assert sorted([*data["train"]["idx"], *data["validation"]["idx"]]) == list(range(70, 90))
+
+
 def test_a_semicolon_separated_csv_is_named_as_such(tmp_path):
     (tmp_path / "train.csv").write_text("review;stars\ngreat;5\nawful;1\n" * 3)
     expected = "It read as one column whose name holds ';'s: a .csv file must be comma-separated"
@@ -262,3 +281,8 @@ def test_validation_rows_copied_from_train_are_counted(tmp_path):
     )
     data, _ = run(folder, ["message"], "category")
     assert seen_in_train(data) == {"validation": 3, "test": 0}
+    (folder / "validation.csv").unlink()  # carved from train: a selection of the same table, no overlap
+    rows = [("ham", f"text {i}") for i in range(30)] + [("spam", f"offer {i}") for i in range(10)]
+    write_sms(folder, rows)
+    data, _ = run(folder, ["message"], "category")
+    assert len(data["validation"]) == 4 and seen_in_train(data) == {"validation": 0, "test": 0}

@@ -54,6 +54,14 @@ def test_predict_a_csv_with_label_names_and_probabilities(trained, tmp_path):
     assert ((table["prob_not_equivalent"] + table["prob_equivalent"] - 1).abs() < 1e-5).all()
 
 
+def test_texts_spelled_na_or_none_are_texts(trained, tmp_path):
+    """Training reads csv cells as written (textclf.tables); so does predict: NA and None are texts."""
+    source = pairs_csv(tmp_path / "new.csv", rows=[("NA", "None"), ("007", "null")])
+    out = textclf("predict", str(source), cwd=trained)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.splitlines()) == 3
+
+
 def test_rows_come_back_in_input_order_whatever_the_batching(trained, tmp_path):
     source = pairs_csv(tmp_path / "new.csv")
     one = textclf("predict", str(source), "--batch-size", "1", "--output", str(tmp_path / "1.tsv"), cwd=trained)
@@ -106,6 +114,14 @@ def test_other_formats_in_and_out(trained, tmp_path, fmt):
         (lambda d: (d / "x.csv").write_text("") and d / "x.csv" or d / "x.csv", "is empty"),
         (lambda d: pairs_csv(d / "x.csv", rows=[*PAIRS[:2], ("", "b")]), "row 3 has an empty 'sentence1'"),
         (lambda d: d / "missing.csv", "does not exist"),
+        (  # a number where a text should be: it was a traceback
+            lambda d: (d / "x.jsonl").write_text('{"sentence1": "a", "sentence2": 5}\n') and d / "x.jsonl",
+            "row 1: 'sentence2' holds 5 (int), not a text",
+        ),
+        (
+            lambda d: (d / "x.tsv").write_text("sentence1\tsentence2\na\tb\nc\td\te\n") and d / "x.tsv",
+            "line 3 has 3 fields where the header has 2",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_output(trained, tmp_path, make, message):

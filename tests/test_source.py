@@ -37,3 +37,14 @@ def test_hub_dataset_is_fingerprinted_by_id():
 def test_missing_local_folder_is_named():
     with pytest.raises(InputError, match="dataset folder .*nope does not exist"):
         fingerprint("./nope", None)
+
+
+def test_a_misspelt_column_gets_its_close_match_as_the_example():
+    from textclf.sources import missing_column_message
+
+    text = missing_column_message("f.csv", ["Review Text", "Rating"], "Review text", ["Review text"], "train", "x")
+    assert "-S 'text_columns=[Review Text]'" in text  # names are case-sensitive: the guess was "x"
+    label = missing_column_message("f.csv", ["text", "labels"], "label", ["text"], "train", "text")
+    assert "-S label_column=labels" in label
+    far = missing_column_message("f.csv", ["body", "stars"], "label", ["body"], "train", "stars")
+    assert "-S label_column=stars" in far

@@ -5,7 +5,7 @@ ClassLabel shared by all splits) and `idx`, whatever the source called them, and
 validation split: when the data has none, one is carved from train, stratified by label.
 
 Label names, in id order: the `labels` param when given; else a ClassLabel's own names (Hub data,
-MRPC); else integers in numeric order, or strings in sorted order. For a binary task the positive
+MRPC); else integer labels (or texts that all spell integers) in numeric order, or strings in sorted order. For a binary task the positive
 class (whose precision/recall/F1 are reported) is id 1: the second name.
 
 All checks run on Arrow arrays, not Python lists, so that millions of rows cost seconds and little
@@ -79,6 +79,8 @@ def canonical(s: Split, text_columns: list[str], label_column: str) -> Dataset:
     """Only the text, label and idx columns, under the pipeline's own names; text checked non-empty."""
     ds = s.rows
     keep = [*text_columns] + ([label_column] if label_column in ds.column_names else [])
+    if IDX in ds.column_names and IDX not in keep and is_text(ds.data.column(IDX).type):
+        ds = integer_ids(ds)  # a csv file's idx column comes as text
     has_idx = IDX in ds.column_names and IDX not in keep and pa.types.is_integer(ds.data.column(IDX).type)
     ds = ds.select_columns(keep + ([IDX] if has_idx else []))
     renames = dict(zip(text_columns, text_fields(text_columns), strict=True)) | {label_column: LABEL}
@@ -88,6 +90,15 @@ def canonical(s: Split, text_columns: list[str], label_column: str) -> Dataset:
     if not has_idx:
         ds = ds.add_column(IDX, np.arange(len(ds)))  # numpy, not a list: 1M ints as a list is ~60 MB
     return ds
+
+
+def integer_ids(ds: Dataset) -> Dataset:
+    """The idx column as integers where every value is one (else left as it is, and not used as ids)."""
+    try:
+        ids = pc.cast(ds.data.column(IDX), pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return ds
+    return ds.remove_columns(IDX).add_column(IDX, ids.to_numpy())
 
 
 def first_rows(mask: pa.ChunkedArray | pa.Array) -> tuple[int, int]:
@@ -133,10 +144,13 @@ def label_order(train: Dataset, train_labels: pa.ChunkedArray, labels: list[str]
     if isinstance(train.features[LABEL], ClassLabel):
         return list(train.features[LABEL].names)
     found = [v for v in pc.unique(train_labels).to_pylist() if v is not None]
-    kind = train.data.column(LABEL).type
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        return sorted(found, key=int)
+    if all(is_integer_text(v) for v in found):  # 2 before 10, also where a csv file gave them as text
+        return sorted(found, key=lambda v: (int(v), v))
     return sorted(found)
+
+
+def is_integer_text(value: str) -> bool:
+    return value.removeprefix("-").isdigit() and value.isascii()
 
 
 def counts(values: pa.ChunkedArray) -> dict[str, int]:
@@ -210,7 +224,8 @@ def seen_in_train(data: DatasetDict) -> dict[str, int]:
     fields = [c for c in data["train"].column_names if c not in (LABEL, IDX)]
 
     def keys(ds: Dataset) -> list[tuple]:
-        return list(zip(*(ds.data.column(c).to_pylist() for c in fields), strict=True))
+        table = ds.with_format("arrow")  # the rows of a selection (a carved split), not its whole table
+        return list(zip(*(table[c].to_pylist() for c in fields), strict=True))
 
     train = set(keys(data["train"]))
     return {split: sum(k in train for k in keys(data[split])) for split in ("validation", "test") if split in data}

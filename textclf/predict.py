@@ -22,6 +22,7 @@ from textclf.files import read_json, weights_sha256
 from textclf.inference import softmax
 from textclf.paths import EXPORT, MODEL, TASK_FILE
 from textclf.sources import separator_hint
+from textclf.tables import open_delimited
 
 CHUNK = 4096  # rows read, predicted and written at a time
 INPUT_FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
@@ -103,17 +104,9 @@ def missing(found: list[str], columns: list[str], source: str) -> None:
 
 
 def table_chunks(path: Path, columns: list[str]) -> Iterator[list[tuple[str, ...]]]:
-    import pyarrow.csv as pacsv
-
-    tsv = path.suffix == ".tsv"  # quotes are plain characters in TSV text (MRPC's are unbalanced)
-    parse = pacsv.ParseOptions(delimiter="\t" if tsv else ",", quote_char=False if tsv else '"')
-    convert = pacsv.ConvertOptions(column_types={c: "string" for c in columns}, strings_can_be_null=False)
-    try:
-        reader = pacsv.open_csv(path, parse_options=parse, convert_options=convert)
-    except Exception as e:
-        raise InputError(f"{path}: could not be read as {'tsv' if tsv else 'csv'}: {e}") from None
-    missing(reader.schema.names, columns, str(path))
-    for batch in reader:
+    names, batches = open_delimited(path)  # every column as text, as training reads it
+    missing(names, columns, str(path))
+    for batch in batches:
         yield from slices(list(zip(*(batch.column(c).to_pylist() for c in columns), strict=True)))
 
 
@@ -180,8 +173,14 @@ def slices(rows: list) -> Iterator[list]:
 def check_texts(rows: list[tuple], offset: int, columns: list[str]) -> None:
     for n, row in enumerate(rows, start=offset + 1):
         for column, text in zip(columns, row, strict=True):
-            if text is None or not str(text).strip():
+            if text is None or (isinstance(text, str) and not text.strip()):
                 raise InputError(f"row {n} has an empty {column!r}; every row needs its text.")
+            if not isinstance(text, str):
+                shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:37] + "..."
+                raise InputError(
+                    f"row {n}: {column!r} holds {shown} ({type(text).__name__}), not a text; every row needs "
+                    "its text as a string."
+                )
 
 
 # --- writing ---------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ stage runs on every `dvc repro` and must stay light. Local paths, the split file
 and their column names, and whether the Hugging Face Hub can be reached."""
 
 import csv
+import difflib
 import itertools
 import json
 import os
@@ -121,20 +122,27 @@ def peek_columns(path: Path) -> list[str] | None:
             return list(pq.read_schema(path).names)
         except Exception:
             return None  # unreadable: the download stage says so, naming the file
-    line = first_line(path)
     if path.suffix == ".tsv":
-        header = line.split("\t")
+        header = delimited_header(path)
         if header == MRPC_LABELED_HEADER:
             return MRPC_COLUMNS
         return ["sentence1", "sentence2", "idx"] if header == MRPC_TEST_HEADER else header
     if path.suffix == ".csv":
-        return next(csv.reader([line]), [])
+        return delimited_header(path)
+    line = first_line(path)
     if line.startswith("{"):  # JSON lines
         try:
             return list(json.loads(line))
         except ValueError:
             return None
     return None
+
+
+def delimited_header(path: Path) -> list[str]:
+    """A csv or tsv file's column names, as its first non-blank line gives them (a tsv's quotes are
+    plain characters)."""
+    line = first_line(path)
+    return line.split("\t") if path.suffix == ".tsv" else next(csv.reader([line]), [])
 
 
 def missing_column(columns: list[str], text_columns: list[str], label_column: str, split: str) -> str | None:
@@ -155,6 +163,9 @@ def missing_column_message(
 ) -> str:
     """The one error line for a configured column a split lacks (from missing_column): what is there,
     which param to set, and an example value where the caller could guess one."""
+    close = close_name(missing, columns)
+    if close is not None:  # a misspelt name: suggest it rather than a guess from the contents
+        example = ", ".join(close if c == missing else c for c in text_columns) if missing in text_columns else close
     if missing in text_columns:
         fix = "Set text_columns to the column(s) holding the text" + (
             f", e.g. dvc exp run -S 'text_columns=[{example}]'" if example else "."
@@ -166,6 +177,12 @@ def missing_column_message(
         + f" ({split} needs labels; only test may go without)."
         + separator_hint(columns)
     )
+
+
+def close_name(name: str, columns: list[str]) -> str | None:
+    """The column a misspelt name most likely meant: the same name in other case, or a near spelling."""
+    same = [c for c in columns if c.casefold() == name.casefold()]
+    return same[0] if same else next(iter(difflib.get_close_matches(name, columns, n=1, cutoff=0.8)), None)
 
 
 SEPARATORS = {"\t": "tabs", ";": "';'s", "|": "'|'s", ",": "commas"}

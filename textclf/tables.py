@@ -1,0 +1,83 @@
+"""csv and tsv files, read the same way for training (textclf.data) and prediction (textclf.predict):
+every column as text, exactly as written.
+
+pandas' type inference changed the data: `NA`, `None`, `null` and `N/A` became missing values (a class
+named None was refused as unlabeled), `007` and `7` became one number (two classes merged), and a first
+row with a field too many became the index, shifting every column. Here a cell is the text between its
+separators ('' when empty), a tsv is read with quoting off (MRPC-style text has unbalanced quotes), and
+a row with another number of fields than the header stops the reading with one line naming it.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from textclf.errors import InputError
+from textclf.sources import delimited_header
+
+
+def open_delimited(path: Path) -> tuple[list[str], Iterator]:
+    """A csv/tsv file's column names, and its rows as Arrow record batches of strings (streamed: memory
+    stays near one block). A malformed row raises InputError when its batch is reached."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    tsv = path.suffix == ".tsv"
+    names = delimited_header(path)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(f"{path}: the header names column(s) {repeated} more than once; give each its own name.")
+    invalid = []
+
+    def note(row) -> str:
+        invalid.append(row)
+        return "error"
+
+    parse = pacsv.ParseOptions(
+        delimiter="\t" if tsv else ",",
+        quote_char=False if tsv else '"',
+        newlines_in_values=not tsv,
+        invalid_row_handler=note,
+    )
+    convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False)
+    try:
+        reader = pacsv.open_csv(path, parse_options=parse, convert_options=convert)
+    except Exception as e:
+        raise InputError(problem(path, e, invalid)) from None
+
+    def batches() -> Iterator:
+        try:
+            yield from reader
+        except Exception as e:  # pyarrow's ArrowInvalid: a malformed row, or bytes that are not UTF-8
+            raise InputError(problem(path, e, invalid)) from None
+
+    return reader.schema.names, batches()
+
+
+def problem(path: Path, error: Exception, invalid: list) -> str:
+    """The one error line for a file pyarrow could not read: the first malformed row, where it is and
+    how to fix it, or pyarrow's own reason."""
+    tsv = path.suffix == ".tsv"
+    if not invalid:
+        return f"{path}: could not be read as {'tsv' if tsv else 'csv'}: {error}"
+    row = invalid[0]
+    where = line_of(path, row.text)
+    text = row.text if len(row.text) <= 80 else row.text[:77] + "..."
+    fix = (
+        "A tsv file is read with quoting off, so a tab inside a text separates fields: replace the tabs in "
+        "texts, or save the file as csv."
+        if tsv
+        else 'Put a text holding a comma, quote or line break in double quotes ("like, this").'
+    )
+    return (
+        f"{path}: {where} has {row.actual_columns} fields where the header has {row.expected_columns}: "
+        f"{text!r}. {fix}"
+    )
+
+
+def line_of(path: Path, text: str) -> str:
+    """'line N' of the first line of the file that is exactly `text`, or 'a row' (a row spanning lines)."""
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            if line.decode("utf-8-sig", errors="replace").rstrip("\r\n") == text:
+                return f"line {number}"
+    return "a row"
