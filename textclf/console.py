@@ -28,6 +28,14 @@ def quiet_libraries() -> None:
         hf_logging.disable_progress_bar()
         # Checkpoints saved less than a second apart (small runs) make the Trainer doubt file times.
         logging.getLogger("transformers.trainer_utils").addFilter(DropRecords("mtime may not be reliable"))
+        # A resumed run compares eval_steps 0.1 (a fraction) with the step count it became; textclf
+        # resumes only a checkpoint made with the same params (textclf.checkpoints), so it is never news.
+        logging.getLogger("transformers.trainer_utils").addFilter(DropRecords("do not match the ones in the"))
+        # peft reloads the base config at every save with the mean-pooled head's class (textclf.heads):
+        # a bert config read as textclf_bert, which is the design.
+        logging.getLogger("transformers.configuration_utils").addFilter(
+            DropRecords("to instantiate a model of type `textclf_bert`")
+        )
     if "huggingface_hub" in sys.modules:
         from huggingface_hub.utils import disable_progress_bars
 

@@ -57,10 +57,12 @@ def export_onnx(model: torch.nn.Module, tokenizer, path: Path) -> list[str]:
     sample = tokenizer(["a short example"], ["and its pair"], return_tensors="pt")
     names = [n for n in INPUTS if n in sample]
     axes = {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
-    # The tracer warns of every Python-level shape check in the model's code (the traced graph is checked
-    # against PyTorch afterwards: agreement()).
+    # The tracer warns of every Python-level shape check in the model's code, and the exporter of indexing
+    # that negative indices would break (the graph is checked against PyTorch afterwards: agreement()).
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # "negative indices give wrong results": the exported graph's agreement is measured instead.
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator", category=UserWarning)
         torch.onnx.export(
             Logits(model), tuple(sample[n] for n in names), str(path), input_names=names,
             output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False,
