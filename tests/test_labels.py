@@ -186,6 +186,13 @@ def test_an_empty_text_names_column_and_row(tmp_path):
         run(write_sms(tmp_path / "sms", rows), ["message"], "category")
 
 
+def test_empty_texts_are_counted_across_the_slices_they_are_checked_in(tmp_path, monkeypatch):
+    monkeypatch.setattr("textclf.labels.CHECK_ROWS", 3)
+    rows = [*SMS[:7], ("ham", " "), *SMS[7:10], ("spam", ""), *SMS[10:]]
+    with pytest.raises(InputError, match=r"'message' is empty in 2 row\(s\), first at row 8"):
+        run(write_sms(tmp_path / "sms", rows), ["message"], "category")
+
+
 def test_label_names_with_a_tab_are_refused(tmp_path):
     rows = [("a\tb", "x"), ("c", "y")] * 5
     with pytest.raises(InputError, match="holds a tab or line break"):
@@ -286,3 +293,13 @@ def test_validation_rows_copied_from_train_are_counted(tmp_path):
     write_sms(folder, rows)
     data, _ = run(folder, ["message"], "category")
     assert len(data["validation"]) == 4 and seen_in_train(data) == {"validation": 0, "test": 0}
+
+
+def test_a_pair_counts_as_seen_only_with_both_texts():
+    from textclf.labels import seen_in_train
+
+    train = Dataset.from_dict({"text": ["a", "b", "c"], "text_pair": ["x", "y", "z"], "label": [0, 1, 0]})
+    validation = Dataset.from_dict({"text": ["a", "b", "q"], "text_pair": ["x", "x", "z"], "label": [0, 1, 0]})
+    data = DatasetDict(train=train, validation=validation, test=validation.select([0]))
+    assert seen_in_train(data) == {"validation": 1, "test": 1}
+    assert seen_in_train(data, batch_rows=1) == {"validation": 1, "test": 1}  # train streamed a row at a time
