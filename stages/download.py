@@ -62,8 +62,8 @@ def main() -> None:
             )
     for group in lookalike_labels(task.label_names):
         print(
-            f"download: warning: labels {' and '.join(map(repr, group))} differ only in case or spacing, so they "
-            "are separate classes; if they are one class, spell it one way in the data"
+            f"download: warning: labels {' and '.join(map(repr, group))} differ only in case, spacing or how "
+            "a number is written, so they are separate classes; if they are one class, spell it one way in the data"
         )
 
 

@@ -193,6 +193,7 @@ def test_unreadable_parquet_is_named(tmp_path):
         ("train.csv", "", False),
         ("train.csv", "text,label\n\n", False),
         ("train.tsv", "text\tlabel\nhi\t1\n", True),
+        ("train.csv", "text,label\rhi,1\r", True),  # lines ending in a lone \r (old Mac spreadsheets)
         ("train.jsonl", "\n", False),
         ("train.jsonl", '{"text": "hi", "label": 1}\n', True),
         ("train.json", '[{"text": "hi", "label": 1}]', None),
@@ -214,3 +215,26 @@ def test_a_file_without_rows_is_told_from_its_first_lines(tmp_path, name, text, 
             check_columns(p)
     else:
         check_columns(p)
+
+
+def test_lines_ending_in_a_lone_carriage_return_are_read(tmp_path):
+    (tmp_path / "train.csv").write_bytes(b"text,label\rgood film,pos\rbad film,neg\r")
+    rows = load_local(tmp_path, tmp_path / "scratch")["train"].rows
+    assert rows["text"] == ["good film", "bad film"] and rows["label"] == ["pos", "neg"]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (
+            "text,label\ngood,pos\n".encode("utf-16"),
+            r"train.csv is UTF-16 \(or holds NUL bytes\), not UTF-8.*iconv -f utf-16",
+        ),
+        (b"text,label\ngood,pos\ncaf\xe9,neg\n", r"train.csv: line 3 is not UTF-8 \(byte 0xe9\).*iconv -f latin1"),
+        (b'text,label\ngood,pos\n"unbalanced,neg\nok,pos\n', r"unbalanced double quote"),
+    ],
+)
+def test_a_file_in_another_encoding_or_with_a_stray_quote_gets_the_fix(tmp_path, data, message):
+    (tmp_path / "train.csv").write_bytes(data)
+    with pytest.raises(InputError, match=message):
+        load_local(tmp_path, tmp_path / "scratch")

@@ -277,6 +277,7 @@ def test_labels_that_differ_only_in_case_are_found():
 
     assert lookalike_labels(["neg", "Pos", "pos", "pos  x", "Pos X"]) == [["Pos", "pos"], ["pos  x", "Pos X"]]
     assert lookalike_labels(["ham", "spam"]) == []
+    assert lookalike_labels(["0", "1", "1.0", "01", "2"]) == [["1", "1.0", "01"]]  # one number, three spellings
 
 
 def test_validation_rows_copied_from_train_are_counted(tmp_path):

@@ -62,6 +62,15 @@ def test_texts_spelled_na_or_none_are_texts(trained, tmp_path):
     assert len(out.stdout.splitlines()) == 3
 
 
+def test_an_mrpc_layout_tsv_is_read_as_training_reads_it(trained, tmp_path):
+    from tests.conftest import LABELED_HEADER, ROWS, tsv
+
+    (tmp_path / "dev.tsv").write_text(tsv(LABELED_HEADER, ROWS, bom=True))
+    out = textclf("predict", str(tmp_path / "dev.tsv"), cwd=trained)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.splitlines()) == len(ROWS) + 1
+
+
 def test_rows_come_back_in_input_order_whatever_the_batching(trained, tmp_path):
     source = pairs_csv(tmp_path / "new.csv")
     one = textclf("predict", str(source), "--batch-size", "1", "--output", str(tmp_path / "1.tsv"), cwd=trained)
@@ -112,7 +121,7 @@ def test_other_formats_in_and_out(trained, tmp_path, fmt):
             "no column 'sentence1', which the model reads",
         ),
         (lambda d: (d / "x.csv").write_text("") and d / "x.csv" or d / "x.csv", "is empty"),
-        (lambda d: pairs_csv(d / "x.csv", rows=[*PAIRS[:2], ("", "b")]), "row 3 has an empty 'sentence1'"),
+        (lambda d: pairs_csv(d / "x.csv", rows=[*PAIRS[:2], ("", "b")]), "x.csv: row 3 has an empty 'sentence1'"),
         (lambda d: d / "missing.csv", "does not exist"),
         (  # a number where a text should be: it was a traceback
             lambda d: (d / "x.jsonl").write_text('{"sentence1": "a", "sentence2": 5}\n') and d / "x.jsonl",

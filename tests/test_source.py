@@ -48,3 +48,13 @@ def test_a_misspelt_column_gets_its_close_match_as_the_example():
     assert "-S label_column=labels" in label
     far = missing_column_message("f.csv", ["body", "stars"], "label", ["body"], "train", "stars")
     assert "-S label_column=stars" in far
+
+
+def test_header_names_with_spaces_or_quotes_get_a_fix_that_works():
+    """-S 'text_columns=[text ]' can't name 'text ' (YAML drops the space), so the fix is the header."""
+    from textclf.sources import missing_column_message
+
+    padded = missing_column_message("f.csv", ["text ", " label"], "text", ["text"], "train", "x")
+    assert "spells column 'text' as 'text ': remove the spaces" in padded and "-S" not in padded
+    quoted = missing_column_message("f.tsv", ['"text"', '"label"'], "text", ["text"], "train", "x")
+    assert "remove the quotes" in quoted and "save it as csv" in quoted

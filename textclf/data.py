@@ -19,8 +19,9 @@ from textclf.sources import (
     MRPC_TEST_HEADER,
     SPLIT_NAMES,
     find_split_files,
-    first_line,
+    has_rows,
     hub_unreachable,
+    is_mrpc_tsv,
     require_folder,
     user_path,
 )
@@ -99,10 +100,6 @@ def mrpc_split(columns: dict[str, list]) -> Dataset:
     return Dataset.from_dict({k: columns[k] for k in features}, features=Features(features))
 
 
-def is_mrpc_tsv(path: Path) -> bool:
-    return path.suffix == ".tsv" and first_line(path).split("\t") in (MRPC_LABELED_HEADER, MRPC_TEST_HEADER)
-
-
 def load_table(path: Path, scratch: Path) -> Dataset:
     """A csv/tsv/json/jsonl/parquet file, every column as the file has it (csv and tsv: as text,
     textclf.tables).
@@ -113,7 +110,7 @@ def load_table(path: Path, scratch: Path) -> Dataset:
     fmt = FORMATS[path.suffix]
     if path.stat().st_size == 0:
         raise InputError(f"{path} is empty: expected a header and at least one row.")
-    if fmt == "csv" and not header_and_a_row(path):
+    if fmt == "csv" and not has_rows(path):
         raise InputError(f"{path} has no rows: only a header.")
     out = scratch / f"{path.stem}.arrow"
     if fmt == "csv":
@@ -132,13 +129,6 @@ def load_table(path: Path, scratch: Path) -> Dataset:
     if len(ds) == 0:
         raise InputError(f"{path} has no rows.")
     return ds
-
-
-def header_and_a_row(path: Path) -> bool:
-    """Whether a csv/tsv file has a second non-blank line (read from the start only: files may be huge)."""
-    with path.open("rb") as f:
-        lines = (line for line in f if line.strip())
-        return next(lines, None) is not None and next(lines, None) is not None
 
 
 def parquet_to_arrow(path: Path, out: Path) -> Dataset:

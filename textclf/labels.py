@@ -5,8 +5,9 @@ ClassLabel shared by all splits) and `idx`, whatever the source called them, and
 validation split: when the data has none, one is carved from train, stratified by label.
 
 Label names, in id order: the `labels` param when given; else a ClassLabel's own names (Hub data,
-MRPC); else integer labels (or texts that all spell integers) in numeric order, or strings in sorted order. For a binary task the positive
-class (whose precision/recall/F1 are reported) is id 1: the second name.
+MRPC); else integer labels (or texts that all spell integers) in numeric order, or strings in sorted
+order. For a binary task the positive class (whose precision/recall/F1 are reported) is id 1: the
+second name.
 
 All checks run on Arrow arrays, not Python lists, so that millions of rows cost seconds and little
 memory.
@@ -215,11 +216,11 @@ def encode_labels(
 
 
 def lookalike_labels(names: list[str]) -> list[list[str]]:
-    """Groups of label names that differ only in case or spacing ('Pos', 'pos '): likely one class
-    spelled two ways, which the model would learn as separate classes."""
+    """Groups of label names that differ only in case or spacing ('Pos', 'pos '), or spell the same
+    number ('1', '1.0'): likely one class spelled two ways, which the model would learn as two."""
     groups: dict[str, list[str]] = {}
     for name in names:
-        groups.setdefault(" ".join(name.split()).casefold(), []).append(name)
+        groups.setdefault(number_or_words(name), []).append(name)
     return [group for group in groups.values() if len(group) > 1]
 
 
@@ -296,3 +297,11 @@ def prepare(
         validation = f"{validation_split:g} of train, stratified by label (seed {SPLIT_SEED})"
     order = [s for s in ("train", "validation", "test") if s in rows]
     return DatasetDict({s: rows[s] for s in order}), Task(text_columns, label_column, names, validation)
+
+
+def number_or_words(name: str) -> str:
+    """A label name's spelling-free identity: its number, or its words in one case."""
+    try:
+        return repr(float(name))
+    except ValueError:
+        return " ".join(name.split()).casefold()

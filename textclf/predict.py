@@ -21,10 +21,11 @@ from textclf.errors import InputError
 from textclf.files import read_json, weights_sha256
 from textclf.inference import softmax
 from textclf.paths import EXPORT, MODEL, TASK_FILE
-from textclf.sources import separator_hint
+from textclf.sources import is_mrpc_tsv, separator_hint
 from textclf.tables import open_delimited
 
 CHUNK = 4096  # rows read, predicted and written at a time
+MRPC_TEXTS = {"#1 String": "sentence1", "#2 String": "sentence2"}
 INPUT_FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 
 
@@ -105,9 +106,12 @@ def missing(found: list[str], columns: list[str], source: str) -> None:
 
 def table_chunks(path: Path, columns: list[str]) -> Iterator[list[tuple[str, ...]]]:
     names, batches = open_delimited(path)  # every column as text, as training reads it
+    if is_mrpc_tsv(path):  # GLUE's MRPC layout: its texts under the names training reads them by
+        names = [MRPC_TEXTS.get(n, n) for n in names]
     missing(names, columns, str(path))
+    where = [names.index(c) for c in columns]
     for batch in batches:
-        yield from slices(list(zip(*(batch.column(c).to_pylist() for c in columns), strict=True)))
+        yield from slices(list(zip(*(batch.column(i).to_pylist() for i in where), strict=True)))
 
 
 def parquet_chunks(path: Path, columns: list[str]) -> Iterator[list[tuple[str, ...]]]:
@@ -170,16 +174,17 @@ def slices(rows: list) -> Iterator[list]:
         yield rows[start : start + CHUNK]
 
 
-def check_texts(rows: list[tuple], offset: int, columns: list[str]) -> None:
+def check_texts(rows: list[tuple], offset: int, columns: list[str], source: str) -> None:
+    where = "stdin" if source == "-" else source
     for n, row in enumerate(rows, start=offset + 1):
         for column, text in zip(columns, row, strict=True):
             if text is None or (isinstance(text, str) and not text.strip()):
-                raise InputError(f"row {n} has an empty {column!r}; every row needs its text.")
+                raise InputError(f"{where}: row {n} has an empty {column!r}; every row needs its text.")
             if not isinstance(text, str):
                 shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:37] + "..."
                 raise InputError(
-                    f"row {n}: {column!r} holds {shown} ({type(text).__name__}), not a text; every row needs "
-                    "its text as a string."
+                    f"{where}: row {n}: {column!r} holds {shown} ({type(text).__name__}), not a text; every "
+                    "row needs its text as a string."
                 )
 
 
@@ -366,13 +371,13 @@ def predict_file(
     first = next(chunks, None)  # read before the model loads: a bad input fails at once
     if first is None:
         raise InputError(f"input {source} has no rows.")
-    check_texts(first, 0, task.text_columns)
+    check_texts(first, 0, task.text_columns, source)
     predictor = Predictor(folder, task, backend, batch_size)
     writer = Writer(output, task.label_names)
     start, done, ok, bar = time.perf_counter(), 0, False, progress_bar()
     try:
         for chunk in itertools.chain([first], chunks):
-            check_texts(chunk, done, task.text_columns)
+            check_texts(chunk, done, task.text_columns, source)
             writer.write(predictor(chunk))
             done += len(chunk)
             if bar is not None:

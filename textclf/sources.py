@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -86,12 +87,29 @@ def find_split_files(folder: Path) -> dict[str, Path]:
     return found
 
 
-def first_line(path: Path) -> str:
+def lines(path: Path) -> Iterator[str]:
+    """A text file's non-empty lines, lazily (files may be huge), ending in \\n, \\r\\n or a lone \\r (old Mac
+    spreadsheets) alike, as pyarrow's reader takes them; a UTF-16 file is refused (it would read as
+    NUL-riddled names)."""
     with path.open("rb") as f:
-        for line in f:
-            if line.strip():
-                return line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
-    return ""
+        start = f.read(4)
+        if start[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in start:
+            raise InputError(
+                f"{path} is UTF-16 (or holds NUL bytes), not UTF-8: re-save it as UTF-8, e.g. "
+                f"iconv -f utf-16 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}"
+            )
+    with path.open(encoding="utf-8-sig", errors="replace", newline=None) as text:
+        for line in text:
+            if line.strip("\r\n"):
+                yield line.rstrip("\r\n")
+
+
+def first_line(path: Path) -> str:
+    return next(lines(path), "")
+
+
+def is_mrpc_tsv(path: Path) -> bool:
+    return path.suffix == ".tsv" and first_line(path).split("\t") in (MRPC_LABELED_HEADER, MRPC_TEST_HEADER)
 
 
 def has_rows(path: Path) -> bool | None:
@@ -107,9 +125,7 @@ def has_rows(path: Path) -> bool | None:
     if path.suffix == ".json" and first_line(path).lstrip().startswith("["):
         return None
     header_lines = 1 if path.suffix in (".csv", ".tsv") else 0
-    with path.open("rb") as f:
-        lines = (line for line in f if line.strip())
-        return next(itertools.islice(lines, header_lines, None), None) is not None
+    return next(itertools.islice(lines(path), header_lines, None), None) is not None
 
 
 def peek_columns(path: Path) -> list[str] | None:
@@ -163,6 +179,18 @@ def missing_column_message(
 ) -> str:
     """The one error line for a configured column a split lacks (from missing_column): what is there,
     which param to set, and an example value where the caller could guess one."""
+    padded = [c for c in columns if c != missing and c.strip().strip("\"'").strip() == missing]
+    if padded:  # a name -S can't give: YAML drops the spaces and quotes of `[text ]` or `["text"]`
+        quoted = '"' in padded[0] or "'" in padded[0]
+        return (
+            f"{origin}: the header spells column {missing!r} as {padded[0]!r}: remove the "
+            f"{'quotes' if quoted else 'spaces'} around the names in its first line"
+            + (
+                " (a tsv is read with quoting off, so quotes stay in names and texts: save it as csv)."
+                if quoted
+                else "."
+            )
+        )
     close = close_name(missing, columns)
     if close is not None:  # a misspelt name: suggest it rather than a guess from the contents
         example = ", ".join(close if c == missing else c for c in text_columns) if missing in text_columns else close

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from textclf.errors import InputError
-from textclf.sources import delimited_header
+from textclf.sources import first_line
 
 
 def open_delimited(path: Path) -> tuple[list[str], Iterator]:
@@ -21,26 +21,30 @@ def open_delimited(path: Path) -> tuple[list[str], Iterator]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    tsv = path.suffix == ".tsv"
-    names = delimited_header(path)
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise InputError(f"{path}: the header names column(s) {repeated} more than once; give each its own name.")
     invalid = []
 
     def note(row) -> str:
         invalid.append(row)
         return "error"
 
+    tsv = path.suffix == ".tsv"
     parse = pacsv.ParseOptions(
         delimiter="\t" if tsv else ",",
         quote_char=False if tsv else '"',
         newlines_in_values=not tsv,
         invalid_row_handler=note,
     )
-    convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False)
+    first_line(path)  # a UTF-16 file is refused, by name
     try:
+        with pacsv.open_csv(path, parse_options=parse) as sniff:  # the names as pyarrow reads the header
+            names = sniff.schema.names
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise InputError(f"{path}: the header names column(s) {repeated} more than once; give each its own name.")
+        convert = pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=False)
         reader = pacsv.open_csv(path, parse_options=parse, convert_options=convert)
+    except InputError:
+        raise
     except Exception as e:
         raise InputError(problem(path, e, invalid)) from None
 
@@ -50,27 +54,34 @@ def open_delimited(path: Path) -> tuple[list[str], Iterator]:
         except Exception as e:  # pyarrow's ArrowInvalid: a malformed row, or bytes that are not UTF-8
             raise InputError(problem(path, e, invalid)) from None
 
-    return reader.schema.names, batches()
+    return names, batches()
 
 
 def problem(path: Path, error: Exception, invalid: list) -> str:
     """The one error line for a file pyarrow could not read: the first malformed row, where it is and
-    how to fix it, or pyarrow's own reason."""
+    how to fix it; the first byte that is not UTF-8; or pyarrow's own reason."""
     tsv = path.suffix == ".tsv"
     if not invalid:
+        if "invalid UTF8" in str(error):
+            return not_utf8(path)
         return f"{path}: could not be read as {'tsv' if tsv else 'csv'}: {error}"
     row = invalid[0]
     where = line_of(path, row.text)
     text = row.text if len(row.text) <= 80 else row.text[:77] + "..."
-    fix = (
-        "A tsv file is read with quoting off, so a tab inside a text separates fields: replace the tabs in "
-        "texts, or save the file as csv."
-        if tsv
-        else 'Put a text holding a comma, quote or line break in double quotes ("like, this").'
-    )
+    if tsv:
+        fix = (
+            "A tsv file is read with quoting off, so a tab inside a text separates fields: replace the tabs "
+            "in texts (or save the file as csv); a tab at the end of the line is a field too."
+        )
+    elif row.text.count('"') % 2:
+        fix = "It holds an unbalanced double quote: a quoted text runs on until the next quote. Balance it."
+    else:
+        fix = (
+            'Put a text holding a comma, quote or line break in double quotes ("like, this"); a comma at '
+            "the end of the line is a field too."
+        )
     return (
-        f"{path}: {where} has {row.actual_columns} fields where the header has {row.expected_columns}: "
-        f"{text!r}. {fix}"
+        f"{path}: {where} has {row.actual_columns} fields where the header has {row.expected_columns}: {text!r}. {fix}"
     )
 
 
@@ -81,3 +92,17 @@ def line_of(path: Path, text: str) -> str:
             if line.decode("utf-8-sig", errors="replace").rstrip("\r\n") == text:
                 return f"line {number}"
     return "a row"
+
+
+def not_utf8(path: Path) -> str:
+    """Where a file stops being UTF-8, and the fix."""
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return (
+                    f"{path}: line {number} is not UTF-8 (byte {line[e.start]:#04x}): re-save the file as "
+                    f"UTF-8, e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}"
+                )
+    return f"{path}: is not UTF-8: re-save it as UTF-8"
