@@ -18,6 +18,7 @@ from textclf.diagnose import (
     find_oscillation,
     find_spikes,
     format_report,
+    needed_accuracy,
     one_class_signature,
     prior_loss,
     train_loss_at,
@@ -92,7 +93,7 @@ def test_overfitting_flagged_with_epochs_and_numbers():
     assert d["overfitting"] and d["verdict"] == "overfitting"
     evidence = d["evidence"]["overfitting"]
     assert "val loss rose from 0.35 (epoch 1) to 0.48 (epoch 3) while train loss fell from" in evidence
-    assert "early_stopping_patience: 1" in d["suggestions"]["overfitting"]
+    assert "early_stopping_patience: 2" in d["suggestions"]["overfitting"]  # as the accuracy-gap check says
     assert "epochs: 1" in d["suggestions"]["overfitting"]
     # Not weight_decay: AdamW shrinks a weight by wd x the summed lr, ~0.3% over a default run at 0.1.
     assert "weight_decay" not in d["suggestions"]["overfitting"]
@@ -366,6 +367,33 @@ def test_one_class_signature(accuracy, f1, majority, expected):
     assert one_class_signature(accuracy, f1, majority) == expected
 
 
+def test_a_collapse_on_imbalanced_train_is_told_to_weigh_the_classes():
+    """95/5 train, 100% predicted as the majority: the fix is class_weights, before any lr."""
+    rows = train(HEALTHY_TRAIN, lr=1e-4)
+    share, final = {"0": 1.0, "1": 0.0}, {"accuracy": 0.95, "f1": 0.0}
+    d = diagnose(rows, val([0.2], [0.95], [0.0]), final, share, majority_rate=0.95, train_counts={"0": 380, "1": 20})
+    advice = d["suggestions"]["collapsed"]
+    assert advice.startswith("train's smallest class is 5% of its rows: weigh the classes (class_weights: balanced)")
+    assert "with warmup" not in advice
+    weighted = diagnose(
+        rows, val([0.2], [0.95], [0.0]), final, share, train_counts={"0": 380, "1": 20}, confusion=[[190, 0], [10, 0]]
+    )
+    assert "class_weights" not in weighted["suggestions"]["collapsed"]  # already weighed
+    balanced = diagnose(rows, val([0.2], [0.95], [0.0]), final, share, train_counts={"0": 200, "1": 200})
+    assert "class_weights" not in balanced["suggestions"]["collapsed"]
+
+
+def test_near_baseline_defers_to_an_underfitting_that_explains_it():
+    flat = [0.69] * 30  # the loss never left ln 2: lr far too low
+    d = diagnose(
+        train(flat, lr=1e-7), val([0.69] * 3, [0.55] * 3, [0.6] * 3), {"accuracy": 0.55, "f1": 0.6},
+        majority_rate=0.525, n_validation=200, train_counts={"0": 169, "1": 231},
+    )  # fmt: skip
+    assert d["near_baseline"] and d["underfitting"]
+    assert d["suggestions"]["near_baseline"].startswith("fix the underfitting first")
+    assert "raise lr" in d["suggestions"]["underfitting"]
+
+
 def test_healthy_scores_and_balanced_share_are_not_collapsed():
     assert not check_collapsed(HEALTHY_VAL, HEALTHY_FINAL, majority_rate=MRPC_MAJORITY).flagged
     assert not check_collapsed(HEALTHY_VAL, predicted_share={"0": 0.35, "1": 0.65}).flagged
@@ -398,8 +426,8 @@ def test_a_model_near_the_majority_baseline_is_called_out():
     assert d["near_baseline"] and not d["collapsed"]  # 95% of one class is not a collapse
     assert d["verdict"].startswith("near baseline")
     evidence = d["evidence"]["near_baseline"]
-    # 3 standard errors of an accuracy at 0.684 on 408 rows: 0.069.
-    assert "val accuracy 0.696 is not clearly above the 0.684" in evidence and "takes 0.753" in evidence
+    # The exact binomial line at 3 standard errors' odds: 308 of 408 rows (3 normal standard errors: 0.753).
+    assert "val accuracy 0.696 is not clearly above the 0.684" in evidence and "takes 0.755" in evidence
     assert "train has 500 rows" in d["suggestions"]["near_baseline"]
     assert format_report(d).splitlines()[1].startswith("  near_baseline: val accuracy 0.696")
 
@@ -411,9 +439,12 @@ def test_a_model_near_the_majority_baseline_is_called_out():
         (0.75, MRPC_MAJORITY, 408, True),  # 6.6 points up: within 3 standard errors (6.9)
         (0.76, MRPC_MAJORITY, 408, False),
         (0.60, MRPC_MAJORITY, 408, True),  # below the baseline
-        (0.56, 0.51, 872, True),  # SST-2 dev: needs 0.561
+        (0.56, 0.51, 872, True),  # SST-2 dev: needs 0.562
         (0.57, 0.51, 872, False),
-        (0.80, 0.5, 16, True),  # 16 rows cannot tell 80% from a coin: needs 0.875
+        (0.80, 0.5, 16, True),  # 16 rows cannot tell 80% from a coin: needs 15 of 16
+        (0.875, 0.5, 16, True),  # the normal line's 0.875: 14 of 16 heads come up 0.2% of the time
+        (0.995, 0.95, 200, False),  # 95/5 and one error: the normal line asked for 0.996 (all 200 right)
+        (0.99, 0.95, 200, True),
         (0.40, 0.35, 300, True),  # three classes, the largest 35%: needs 0.433
         (0.45, 0.35, 300, False),
     ],
@@ -421,7 +452,8 @@ def test_a_model_near_the_majority_baseline_is_called_out():
 def test_baseline_margin_scales_with_the_validation_size(accuracy, majority, n, flagged):
     f = check_near_baseline([], {"accuracy": accuracy}, majority, n)
     assert f.flagged is flagged
-    assert (accuracy < majority + baseline_margin(majority, n)) is flagged
+    assert (accuracy < needed_accuracy(majority, n)) is flagged
+    assert abs(needed_accuracy(majority, n) - (majority + baseline_margin(majority, n))) < 0.07  # near the normal line
 
 
 def test_baseline_below_is_said_and_unknown_inputs_are_not_judged():

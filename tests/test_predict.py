@@ -182,7 +182,11 @@ def test_the_model_card_matches_the_metrics(trained):
     assert "test" not in results  # the test split has no labels
     body = card.split("---", 2)[2]
     assert f"| validation | {scores['accuracy']:.4f} | {scores['f1']:.4f} |" in body
-    assert f"Learning-curve diagnosis: **{read(trained, 'metrics/diagnosis.json')['verdict']}**" in body
+    diagnosis = read(trained, "metrics/diagnosis.json")
+    assert f"Learning-curve diagnosis: **{diagnosis['verdict']}**" in body
+    evidence = read(trained, "metrics/diagnosis_details.json")["evidence"]
+    for k, v in evidence.items():  # a finding that is not flagged reads as a note, not as a problem
+        assert (f"- {k}: {v}" if diagnosis[k] else f"- note ({k}, not flagged): {v}") in body
     assert all(f"| {i} | {n} |" in body for i, n in enumerate(NAMES))
     source = json.loads((trained / "data/source.json").read_text())
     assert source["content_sha256"] in body and "textclf predict" in body

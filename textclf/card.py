@@ -112,7 +112,7 @@ def model_card(
         "",
         *(
             f"> **Warning: {finding.replace('_', ' ')}.** {evidence[0].upper()}{evidence[1:]}; its predictions are "
-            "little better than the label balance.\n"
+            "no better, or little better, than the label balance.\n"
             for finding, evidence in model_warnings(diagnosis).items()
         ),
         "## Labels",
@@ -128,7 +128,10 @@ def model_card(
         "kept, so validation scores flatter it; a labeled test split is the fair judge.",
         "",
         f"Learning-curve diagnosis: **{diagnosis['verdict']}**.",
-        *(f"- {k}: {v}" for k, v in diagnosis.get("evidence", {}).items()),
+        *(
+            f"- {k}: {v}" if diagnosis.get(k) else f"- note ({k}, not flagged): {v}"
+            for k, v in diagnosis.get("evidence", {}).items()
+        ),
         "",
         "## Training",
         "",

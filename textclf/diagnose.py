@@ -78,7 +78,8 @@ COLLAPSE_TOL = 0.005
 # more, every SST-2 run 15 or more (MRPC dev, 408 rows: 3 standard errors are 6.9 points; SST-2 dev,
 # 872 rows: 5.1 points). A run with class_weights: balanced gives up accuracy for the smaller classes
 # on purpose, so it is judged by balanced accuracy against chance (1/k) instead (balanced_accuracy): a
-# useful detector of a 10% class can have an accuracy below 90%.
+# useful detector of a 10% class can have an accuracy below 90%. The line itself is an exact binomial
+# test at those odds (needed_accuracy): the normal approximation asks too much where n (1 - m) is small.
 BASELINE_Z = 3.0
 
 # Above this, BERT-style fine-tuning tends to diverge or collapse; 2e-5..5e-5 is the usual range. This
@@ -89,6 +90,8 @@ GOOD_LR = "2e-5..5e-5"
 # A new classification head needs a few hundred optimizer steps; after fewer, a model that predicts
 # only the majority class has mostly not had time to learn, whatever its lr.
 FEW_STEPS = 100
+# A collapse on a train split whose smallest class has less than this share is told about class_weights.
+IMBALANCED_SHARE = 0.2
 
 # --- too little data ---------------------------------------------------------------------------
 # Below 100 validation rows one row moves accuracy by a point or more, and chance alone moves it by
@@ -199,7 +202,7 @@ def check_overfitting(train_rows: Sequence[Row], val_rows: Sequence[Row]) -> Fin
             " if calibrated probabilities matter more than F1, select by loss (metric_for_best_model: loss)"
         )
     else:
-        suggestion = f"stop at the best epoch (epochs: {math.ceil(best_epoch)}) or add early_stopping_patience: 1"
+        suggestion = f"stop at the best epoch (epochs: {math.ceil(best_epoch)}) or add early_stopping_patience: 2"
     return Finding(True, evidence, suggestion)
 
 
@@ -373,16 +376,23 @@ def last_step(train_rows: Sequence[Row]) -> int | None:
     return int(max(steps)) if steps else None
 
 
-def _fix_collapse(lr: float, steps: int | None = None) -> str:
+def _fix_collapse(lr: float, steps: int | None = None, smallest_share: float | None = None) -> str:
+    """What to try against a one-class model; `smallest_share` (the smallest class's share of train)
+    is given for a run that does not weigh its classes yet."""
     high = math.isfinite(lr) and lr > HIGH_LR
+    weigh = (
+        f"train's smallest class is {smallest_share:.0%} of its rows: weigh the classes (class_weights: balanced); "
+        if smallest_share is not None and smallest_share < IMBALANCED_SHARE
+        else ""
+    )
     if steps is not None and steps < FEW_STEPS and not high:
-        return (
+        return weigh + (
             f"only {steps} optimizer steps: too few for a new head to learn more than the majority class; "
             "train on more rows (max_train_samples) or for more epochs, aiming at a few hundred steps"
         )
     if not high:
-        return f"check the labels (every class in train, mapped right); then try lr {GOOD_LR} with warmup"
-    return f"lower lr (peak {_lr_text(lr)}) to {GOOD_LR}; check the train labels hold every class"
+        return weigh + f"check the labels (every class in train, mapped right); then try a lower lr ({GOOD_LR})"
+    return weigh + f"lower lr (peak {_lr_text(lr)}) to {GOOD_LR}; check the train labels hold every class"
 
 
 def check_collapsed(
@@ -392,6 +402,7 @@ def check_collapsed(
     majority_rate: float | None = None,
     lr: float = math.nan,
     steps: int | None = None,
+    smallest_share: float | None = None,
 ) -> Finding:
     """The model predicts one class: from the predicted shares if given, else from accuracy and F1."""
     if predicted_share:
@@ -400,7 +411,7 @@ def check_collapsed(
             return Finding(
                 True,
                 f"predicts class {label} for {share:.1%} of validation examples",
-                _fix_collapse(lr, steps),
+                _fix_collapse(lr, steps, smallest_share),
             )
         return Finding(False)
     accuracy, f1 = final_scores(val_rows, final)
@@ -411,7 +422,7 @@ def check_collapsed(
         return Finding(False)
     rate = f", at the majority-class rate {majority_rate:.3f}" if majority_rate is not None else ""
     evidence = f"val accuracy {accuracy:.3f} and F1 {f1:.3f} are what an {kind} predictor scores{rate}"
-    return Finding(True, evidence, _fix_collapse(lr, steps))
+    return Finding(True, evidence, _fix_collapse(lr, steps, smallest_share))
 
 
 # --- near the majority baseline ----------------------------------------------------------------
@@ -420,6 +431,24 @@ def check_collapsed(
 def baseline_margin(majority_rate: float, n_validation: int) -> float:
     """How far above the majority rate an accuracy on n rows must be to count as learned (BASELINE_Z SEs)."""
     return BASELINE_Z * math.sqrt(majority_rate * (1 - majority_rate) / n_validation)
+
+
+def needed_accuracy(majority_rate: float, n_validation: int) -> float:
+    """The lowest accuracy on n rows that always predicting the majority class (right with probability
+    m per row) reaches by chance no more often than BASELINE_Z standard errors would allow (one-sided,
+    0.13%): an exact binomial test. Where n (1 - m) is large it is the normal line, m + baseline_margin;
+    where it is small (a 95/5 split of 200 rows) the normal line asks for more than chance explains
+    (0.996 instead of 0.995 there, which flagged a model with one error)."""
+    alpha = 0.5 * math.erfc(BASELINE_Z / math.sqrt(2))
+    m, n = majority_rate, n_validation
+    log_m, log_rest = math.log(m), math.log1p(-m)
+    tail = 0.0
+    for k in range(n, -1, -1):  # P(X >= k), adding the terms from the top
+        log_pmf = math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * log_m + (n - k) * log_rest
+        tail += math.exp(log_pmf)
+        if tail > alpha:
+            return min((k + 1) / n, 1.0)
+    return 0.0
 
 
 def balanced_accuracy(confusion: Sequence[Sequence[int]]) -> tuple[float, float, float]:
@@ -455,17 +484,18 @@ def check_near_baseline(
     else:
         score, _ = final_scores(val_rows, final)
         level = majority_rate if majority_rate is not None else math.nan
-        margin = baseline_margin(level, n_validation) if n_validation and 0 < level < 1 else math.nan
+        exact = n_validation and 0 < level < 1
+        margin = needed_accuracy(level, n_validation) - level if exact else math.nan
         what, baseline = "accuracy", "always predicting the majority class"
     if not (math.isfinite(score) and math.isfinite(margin)):
         return Finding(False)
     needed = level + margin
-    if score >= needed:
+    if score >= needed - 1e-9:
         return Finding(False)
     where = "below" if score < level else "not clearly above"
     evidence = (
         f"val {what} {score:.3f} is {where} the {level:.3f} of {baseline}: on {n_validation} validation rows "
-        f"that takes {min(needed, 1.0):.3f} ({BASELINE_Z:g} standard errors more)"
+        f"that takes {min(needed, 1.0):.3f} (as unlikely by chance as {BASELINE_Z:g} standard errors)"
     )
     rows = f" (train has {n_train} rows)" if n_train else ""
     return Finding(
@@ -536,8 +566,13 @@ def diagnose(
     balanced): its baseline check then reads balanced accuracy instead of accuracy.
     """
     peak = lr if lr is not None else peak_lr(train_rows)
+    counts = [c for c in (train_counts or {}).values() if c]
+    # The smallest class's share of train, for a run that does not weigh classes (confusion is None).
+    unweighted_share = min(counts) / sum(counts) if len(counts) > 1 and confusion is None else None
     findings = {
-        "collapsed": check_collapsed(val_rows, final, predicted_share, majority_rate, peak, last_step(train_rows)),
+        "collapsed": check_collapsed(
+            val_rows, final, predicted_share, majority_rate, peak, last_step(train_rows), unweighted_share
+        ),
         "near_baseline": check_near_baseline(
             val_rows,
             final,
@@ -557,6 +592,12 @@ def diagnose(
     if findings["collapsed"].flagged and findings["underfitting"].flagged:
         # The flat loss is the collapse's symptom: "more lr or epochs" would contradict its fix.
         findings["underfitting"] = findings["underfitting"]._replace(suggestion="fix the collapse first")
+    if findings["near_baseline"].flagged and findings["underfitting"].flagged:
+        # Training that has not fitted train explains a score near the baseline: its fix comes first.
+        findings["near_baseline"] = findings["near_baseline"]._replace(
+            suggestion="fix the underfitting first; if the score stays near the baseline, add labeled training "
+            "rows and check that each label belongs to its text"
+        )
     problems = [p for p in PATTERNS if findings[p].flagged]
     return {
         "verdict": ", ".join(p.replace("_", " ") for p in problems) or "ok",

@@ -397,7 +397,8 @@ def predict_file(
     for finding, evidence in task.warnings.items():
         print(
             f"predict: warning: this model was diagnosed {finding.replace('_', ' ')} when it was trained "
-            f"({evidence}); its predictions are little better than the label balance ({folder}/README.md)",
+            f"({evidence}); its predictions are no better, or little better, than the label balance "
+            f"({folder}/README.md)",
             file=sys.stderr,
         )
     return done
