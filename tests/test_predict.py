@@ -221,7 +221,7 @@ def test_predict_repeats_a_near_baseline_warning_at_every_use(trained, tmp_path,
     if warned:
         assert warnings == [
             f"predict: warning: this model was diagnosed near baseline when it was trained ({evidence}); its "
-            f"predictions are little better than the label balance ({model}/README.md)"
+            f"predictions are no better, or little better, than the label balance ({model}/README.md)"
         ]
     else:
         assert warnings == []
