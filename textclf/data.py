@@ -114,10 +114,7 @@ def load_table(path: Path, scratch: Path) -> Dataset:
         raise InputError(f"{path} has no rows: only a header.")
     out = scratch / f"{path.stem}.arrow"
     if fmt == "csv":
-        import pyarrow as pa
-
-        names, batches = open_delimited(path)
-        ds = batches_to_arrow(pa.schema([(n, pa.string()) for n in names]), batches, out)
+        ds = batches_to_arrow(*open_delimited(path), out)
     else:
         try:
             if fmt == "parquet":

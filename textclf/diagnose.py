@@ -441,10 +441,10 @@ def needed_accuracy(majority_rate: float, n_validation: int) -> float:
     (0.996 instead of 0.995 there, which flagged a model with one error)."""
     alpha = 0.5 * math.erfc(BASELINE_Z / math.sqrt(2))
     m, n = majority_rate, n_validation
-    log_m, log_rest = math.log(m), math.log1p(-m)
+    log_m, log_rest, log_n = math.log(m), math.log1p(-m), math.lgamma(n + 1)
     tail = 0.0
     for k in range(n, -1, -1):  # P(X >= k), adding the terms from the top
-        log_pmf = math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * log_m + (n - k) * log_rest
+        log_pmf = log_n - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * log_m + (n - k) * log_rest
         tail += math.exp(log_pmf)
         if tail > alpha:
             return min((k + 1) / n, 1.0)
@@ -479,18 +479,17 @@ def check_near_baseline(
     not clearly above chance, since such a run gives up plain accuracy for the smaller classes."""
     if confusion is not None:
         score, level, margin = balanced_accuracy(confusion)
+        needed = level + margin
         what = "balanced accuracy (the mean recall per class, what class_weights: balanced trains for)"
         baseline, n_validation = "a prediction that ignores the text", sum(map(sum, confusion))
     else:
         score, _ = final_scores(val_rows, final)
         level = majority_rate if majority_rate is not None else math.nan
-        exact = n_validation and 0 < level < 1
-        margin = needed_accuracy(level, n_validation) - level if exact else math.nan
+        needed = needed_accuracy(level, n_validation) if n_validation and 0 < level < 1 else math.nan
         what, baseline = "accuracy", "always predicting the majority class"
-    if not (math.isfinite(score) and math.isfinite(margin)):
+    if not (math.isfinite(score) and math.isfinite(needed)):
         return Finding(False)
-    needed = level + margin
-    if score >= needed - 1e-9:
+    if score >= needed - 1e-9:  # the same k/n, computed here and in the metrics, may differ in the last bit
         return Finding(False)
     where = "below" if score < level else "not clearly above"
     evidence = (

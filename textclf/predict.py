@@ -105,7 +105,8 @@ def missing(found: list[str], columns: list[str], source: str) -> None:
 
 
 def table_chunks(path: Path, columns: list[str]) -> Iterator[list[tuple[str, ...]]]:
-    names, batches = open_delimited(path)  # every column as text, as training reads it
+    schema, batches = open_delimited(path)  # every column as text, as training reads it
+    names = schema.names
     if is_mrpc_tsv(path):  # GLUE's MRPC layout: its texts under the names training reads them by
         names = [MRPC_TEXTS.get(n, n) for n in names]
     missing(names, columns, str(path))

@@ -91,17 +91,22 @@ def lines(path: Path) -> Iterator[str]:
     """A text file's non-empty lines, lazily (files may be huge), ending in \\n, \\r\\n or a lone \\r (old Mac
     spreadsheets) alike, as pyarrow's reader takes them; a UTF-16 file is refused (it would read as
     NUL-riddled names)."""
-    with path.open("rb") as f:
-        start = f.read(4)
-        if start[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in start:
-            raise InputError(
-                f"{path} is UTF-16 (or holds NUL bytes), not UTF-8: re-save it as UTF-8, e.g. "
-                f"iconv -f utf-16 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}"
-            )
+    refuse_utf16(path)
     with path.open(encoding="utf-8-sig", errors="replace", newline=None) as text:
         for line in text:
             if line.strip("\r\n"):
                 yield line.rstrip("\r\n")
+
+
+def refuse_utf16(path: Path) -> None:
+    """One error line for a UTF-16 file (or one with NUL bytes at its start), which is read as UTF-8."""
+    with path.open("rb") as f:
+        start = f.read(4)
+    if start[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in start:
+        raise InputError(
+            f"{path} is UTF-16 (or holds NUL bytes), not UTF-8: re-save it as UTF-8, e.g. "
+            f"iconv -f utf-16 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}"
+        )
 
 
 def first_line(path: Path) -> str:

@@ -10,14 +10,19 @@ a row with another number of fields than the header stops the reading with one l
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textclf.errors import InputError
-from textclf.sources import first_line
+from textclf.sources import refuse_utf16
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
-def open_delimited(path: Path) -> tuple[list[str], Iterator]:
-    """A csv/tsv file's column names, and its rows as Arrow record batches of strings (streamed: memory
-    stays near one block). A malformed row raises InputError when its batch is reached."""
+def open_delimited(path: Path) -> tuple["pa.Schema", Iterator]:
+    """A csv/tsv file's schema (its column names, every one a string), and its rows as Arrow record
+    batches (streamed: memory stays near one block). A malformed row raises InputError when its batch is
+    reached."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -34,7 +39,7 @@ def open_delimited(path: Path) -> tuple[list[str], Iterator]:
         newlines_in_values=not tsv,
         invalid_row_handler=note,
     )
-    first_line(path)  # a UTF-16 file is refused, by name
+    refuse_utf16(path)
     try:
         with pacsv.open_csv(path, parse_options=parse) as sniff:  # the names as pyarrow reads the header
             names = sniff.schema.names
@@ -54,7 +59,7 @@ def open_delimited(path: Path) -> tuple[list[str], Iterator]:
         except Exception as e:  # pyarrow's ArrowInvalid: a malformed row, or bytes that are not UTF-8
             raise InputError(problem(path, e, invalid)) from None
 
-    return names, batches()
+    return reader.schema, batches()
 
 
 def problem(path: Path, error: Exception, invalid: list) -> str:
