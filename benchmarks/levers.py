@@ -58,6 +58,11 @@ def parse_args() -> argparse.Namespace:
         help="NAME=key=value,key=value (params overrides; env.VAR=value: an environment variable of the stages)",
     )
     ap.add_argument("--out", default="levers.jsonl")
+    ap.add_argument(
+        "--keep-predictions",
+        metavar="DIR",
+        help="copy each run's per-row predictions (validation, held-out) to DIR/<setting>-<seed>-<split>.tsv",
+    )
     return ap.parse_args()
 
 
@@ -247,6 +252,12 @@ def main() -> None:
                     result = recipe_run(Path(tmp) / "data", name, seed, Path(tmp))
                 else:
                     result = one_run(work, base, name, overrides, seed, made_with)
+                    if args.keep_predictions:
+                        keep = Path(args.keep_predictions)
+                        keep.mkdir(parents=True, exist_ok=True)
+                        for split in ("validation", "test"):
+                            src = work / "data" / "predictions" / f"{split}.tsv"
+                            shutil.copy(src, keep / f"{name}-{seed}-{split}.tsv")
                 done.append(result)
                 with out.open("a") as f:
                     f.write(json.dumps(result) + "\n")

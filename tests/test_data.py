@@ -59,9 +59,12 @@ def test_duplicate_ids():
         parse_mrpc_tsv(tsv(LABELED_HEADER, [*ROWS, ROWS[0]]), "t.tsv")
 
 
-def test_other_encoding_is_named():
-    with pytest.raises(InputError, match="not UTF-8.*iconv"):
+def test_other_encoding_is_named_with_its_line():
+    with pytest.raises(InputError, match="train.tsv: line 1 is not UTF-8 .byte 0xe9.*iconv -f latin1"):
         decode_utf8("Café".encode("latin-1"), "train.tsv")
+    bom_then_latin1 = b"\xef\xbb\xbfQuality\n" + "a\nCafé\n".encode("latin-1")  # the BOM is not counted
+    with pytest.raises(InputError, match="line 3 is not UTF-8 .byte 0xe9"):
+        decode_utf8(bom_then_latin1, "train.tsv")
 
 
 def test_local_folder_in_glue_layout(tmp_path):

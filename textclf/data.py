@@ -22,6 +22,7 @@ from textclf.sources import (
     has_rows,
     hub_unreachable,
     is_mrpc_tsv,
+    not_utf8_message,
     require_folder,
     user_path,
 )
@@ -36,13 +37,12 @@ class Split(NamedTuple):
 
 
 def decode_utf8(data: bytes, name: str) -> str:
+    data = data.removeprefix(b"\xef\xbb\xbf")  # MRPC's train.tsv starts with a BOM
     try:
-        return data.decode("utf-8-sig")  # MRPC's train.tsv starts with a BOM
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InputError(
-            f"{name} is not UTF-8 (byte {data[e.start]:#04x} at offset {e.start}). "
-            "Re-save it as UTF-8, e.g. iconv -f latin1 -t utf-8."
-        ) from None
+        line = data.count(b"\n", 0, e.start) + 1
+        raise InputError(not_utf8_message(Path(name), line, data[e.start])) from None
 
 
 def parse_mrpc_tsv(text: str, name: str) -> dict[str, list]:

@@ -109,6 +109,14 @@ def refuse_utf16(path: Path) -> None:
         )
 
 
+def not_utf8_message(path: Path, line: int, byte: int) -> str:
+    """The one error line for a file that stops being UTF-8 at `line` (1-based), with the fix."""
+    return (
+        f"{path}: line {line} is not UTF-8 (byte {byte:#04x}): re-save the file as UTF-8, "
+        f"e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}"
+    )
+
+
 def first_line(path: Path) -> str:
     return next(lines(path), "")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textclf.errors import InputError
-from textclf.sources import refuse_utf16
+from textclf.sources import not_utf8_message, refuse_utf16
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -106,8 +106,5 @@ def not_utf8(path: Path) -> str:
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError as e:
-                return (
-                    f"{path}: line {number} is not UTF-8 (byte {line[e.start]:#04x}): re-save the file as "
-                    f"UTF-8, e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}"
-                )
-    return f"{path}: is not UTF-8: re-save it as UTF-8"
+                return not_utf8_message(path, number, line[e.start])
+    return f"{path} is not UTF-8: re-save it as UTF-8"
