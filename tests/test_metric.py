@@ -27,6 +27,20 @@ def test_multiclass_is_macro_averaged_like_sklearn():
     assert got["precision"] == pytest.approx(precision_score(refs, preds, average="macro"))
 
 
+def test_macro_averages_skip_classes_absent_from_references_and_predictions():
+    # 40 classes, validation holds one row of each of 36 (a carved split leaves the rarest out): macro
+    # recall over the classes present equals accuracy, as in scikit-learn; over all 40 it was lower.
+    refs = list(range(36))
+    preds = [0] * 36  # right on class 0 only; classes 36-39 never occur
+    got = classification_metrics(preds, refs, num_labels=40)
+    assert got["recall"] == pytest.approx(got["accuracy"]) == pytest.approx(1 / 36)
+    for name, score in (("f1", f1_score), ("precision", precision_score), ("recall", recall_score)):
+        assert got[name] == pytest.approx(score(refs, preds, average="macro", zero_division=0)), name
+    # A class only predicted (never a reference) still counts, with precision 0, as in scikit-learn.
+    got = classification_metrics([0, 1, 3], [0, 1, 1], num_labels=5)
+    assert got["precision"] == pytest.approx(precision_score([0, 1, 1], [0, 1, 3], average="macro", zero_division=0))
+
+
 def test_add_batch_then_compute_equals_one_shot():
     refs = [0, 1, 1, 0, 1, 1, 0, 0]
     preds = [0, 1, 0, 0, 1, 1, 1, 0]

@@ -3,8 +3,9 @@
 `evaluate.load("glue", "mrpc")` downloads its definition from the Hub, so it fails offline. This
 module defines the same numbers through evaluate's own API (add_batch() while predicting, compute() at
 the end). A binary task reports precision/recall/F1 of the positive class, label id 1 (GLUE's MRPC F1;
-the second name in `labels`); a task with more classes reports their macro averages under the same
-keys, so `dvc exp show` has the same columns for every task.
+the second name in `labels`); a task with more classes reports their macro averages (over the classes
+that occur in the references or the predictions) under the same keys, so `dvc exp show` has the same
+columns for every task.
 """
 
 import datasets
@@ -24,7 +25,10 @@ class ClassificationMetrics(evaluate.Metric):
     def _compute(self, predictions: list[int], references: list[int], num_labels: int = 2) -> dict:
         table = confusion(np.asarray(predictions), np.asarray(references), num_labels)
         accuracy = float(np.trace(table) / table.sum()) if table.sum() else 0.0
-        classes = [1] if num_labels == 2 else list(range(num_labels))
+        # Macro averages run over the classes in the references or the predictions (as scikit-learn's do):
+        # a class with no row on either side has no precision or recall to average.
+        present = np.flatnonzero(table.sum(0) + table.sum(1))
+        classes = [1] if num_labels == 2 else present.tolist()
         per_class = [class_scores(table, c) for c in classes]
         precision, recall, f1 = (float(np.mean([x[i] for x in per_class])) for i in range(3))
         return {"accuracy": accuracy, "f1": f1, "precision": precision, "recall": recall}
