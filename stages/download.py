@@ -11,7 +11,7 @@ from stages import run_stage
 from textclf.columns import label_counts
 from textclf.data import load_hub, load_local
 from textclf.files import atomic_dir, scratch_dir, sha256_arrow, write_json
-from textclf.labels import lookalike_labels, prepare, seen_in_train
+from textclf.labels import data_warnings, prepare
 from textclf.params import ensure_unchanged, load_params
 from textclf.paths import PRETRAINED, RAW, SOURCE
 from textclf.pretrained import copy_checkpoint, model_source
@@ -54,17 +54,8 @@ def main() -> None:
     kind = "sentence pairs" if len(task.text_columns) == 2 else "single texts"
     print(f"download: {sizes} {kind} from {p.dataset}; labels {task.label_names}; validation: {task.validation}")
     print(f"download: model {p.model} from {src}")
-    for split, seen in seen_in_train(data).items():
-        if seen:
-            print(
-                f"download: warning: {seen} of {len(data[split])} {split} rows have the text of a train row: "
-                f"{split} scores them as seen data (a split copied from train, or overlapping it?)"
-            )
-    for group in lookalike_labels(task.label_names):
-        print(
-            f"download: warning: labels {' and '.join(map(repr, group))} differ only in case, spacing or how "
-            "a number is written, so they are separate classes; if they are one class, spell it one way in the data"
-        )
+    for warning in data_warnings(data, task):
+        print(f"download: warning: {warning}")
 
 
 if __name__ == "__main__":

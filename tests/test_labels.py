@@ -2,6 +2,7 @@
 integer, ClassLabel or string labels, with or without a validation split. Small hand-written files."""
 
 import json
+import unicodedata
 
 import numpy as np
 import pandas as pd
@@ -11,9 +12,9 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from tests.conftest import LABELED_HEADER, ROWS, TEST_HEADER, tsv
 from tests.test_params import defaults
 from textclf.columns import label_counts
-from textclf.data import load_hub, load_local
+from textclf.data import Split, load_hub, load_local
 from textclf.errors import InputError
-from textclf.labels import carve_validation, prepare
+from textclf.labels import carve_validation, data_warnings, missing_from_validation, prepare
 from textclf.params import parse_params
 from textclf.preflight import check_columns
 from textclf.sources import separator_hint
@@ -93,6 +94,12 @@ def test_labels_param_must_cover_train_and_only_train(tmp_path):
         run(folder, ["message"], "category", labels=["ham", "other"])
     with pytest.raises(InputError, match=r"labels: \['maybe'\] never appear in train"):
         run(folder, ["message"], "category", labels=["ham", "spam", "maybe"])
+    # The param's names are trimmed as the data's labels are; a case variant is pointed out.
+    data, task = run(folder, ["message"], "category", labels=[" spam ", "ham"])
+    assert task.label_names == ["spam", "ham"]
+    with pytest.raises(InputError, match=r"label\(s\) 'spam' are not in the labels param \['ham', 'Spam'\] "
+                       r"\('spam' is spelled 'Spam' there: spell it one way\)"):  # fmt: skip
+        run(folder, ["message"], "category", labels=["ham", "Spam"])
 
 
 def test_a_label_train_never_shows_is_named_with_its_split(tmp_path):
@@ -254,8 +261,41 @@ def test_carved_validation_is_stratified_seeded_and_keeps_train_order():
 
 
 def test_too_small_to_carve_says_what_to_do():
-    with pytest.raises(InputError, match="too few to hold out.*Add a validation file"):
+    with pytest.raises(InputError, match="2 rows in 2 classes .the smallest 1 rows.: validation_split 0.1 holds "
+                       "out no row. Add a validation file"):  # fmt: skip
         carve_validation(Dataset.from_dict({"label": [0, 1], "idx": [0, 1]}), 0.1)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "fraction", "held", "classes"),
+    [
+        ([4] * 40 + [140], 0.1, 30, 17),  # per class rounding held out only the 140-row class: one class
+        ([5] * 60, 0.1, 30, 30),  # per class rounding held out nothing ("too few rows")
+        ([5] * 60, 0.15, 45, 45),  # per class, half to even: 60 rows (20%)
+        ([1, 1, 1, 50], 0.5, 26, 1),  # one-row classes keep their row in train; the other gives 26 (share 25)
+    ],
+)
+def test_carved_validation_holds_the_fraction_across_small_classes(sizes, fraction, held, classes):
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    train, validation = carve_validation(Dataset.from_dict({"label": labels, "idx": np.arange(len(labels))}), fraction)
+    per_class = np.bincount(validation["label"], minlength=len(sizes))
+    assert len(validation) == held and len(train) + held == len(labels)
+    assert (np.bincount(train["label"], minlength=len(sizes)) >= 1).all()  # no class loses its last train row
+    assert (np.abs(per_class - np.array(sizes) * fraction) <= 1).all()  # each class within a row of its share
+    assert (per_class > 0).sum() == classes
+
+
+def test_classes_missing_from_validation_are_named(tmp_path):
+    rows = [(f"text {i}", f"c{i % 3}") for i in range(30)] + [("rare text", "rare")]
+    data, task = prepare(
+        {"train": Split(Dataset.from_dict({"t": [r[0] for r in rows], "y": [r[1] for r in rows]}), "train.csv")},
+        ["t"], "y", None, 0.1,
+    )  # fmt: skip
+    assert missing_from_validation(data) == ["rare"]
+    assert data_warnings(data, task) == [
+        "validation has no row of 1 of 4 classes ('rare'), so its scores say nothing about them; train has too "
+        "few of their rows to hold one out: add a validation file, or raise validation_split"
+    ]
 
 
 def test_source_json_shape_is_serialisable(tmp_path):
@@ -278,6 +318,9 @@ def test_labels_that_differ_only_in_case_are_found():
     assert lookalike_labels(["neg", "Pos", "pos", "pos  x", "Pos X"]) == [["Pos", "pos"], ["pos  x", "Pos X"]]
     assert lookalike_labels(["ham", "spam"]) == []
     assert lookalike_labels(["0", "1", "1.0", "01", "2"]) == [["1", "1.0", "01"]]  # one number, three spellings
+    nfd = unicodedata.normalize("NFD", "négatif")  # the accent typed as a character of its own
+    assert lookalike_labels(["négatif", nfd, "positif"]) == [["négatif", nfd]]
+    assert lookalike_labels(["spam", "spam\u200b", "ham"]) == [["spam", "spam\u200b"]]  # a zero-width space
 
 
 def test_validation_rows_copied_from_train_are_counted(tmp_path):

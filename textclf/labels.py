@@ -13,6 +13,7 @@ All checks run on Arrow arrays, not Python lists, so that millions of rows cost 
 memory.
 """
 
+import unicodedata
 from typing import NamedTuple
 
 import numpy as np
@@ -146,7 +147,7 @@ def label_strings(ds: Dataset, origin: str) -> pa.ChunkedArray:
 
 def label_order(train: Dataset, train_labels: pa.ChunkedArray, labels: list[str] | None) -> list[str]:
     if labels is not None:
-        return list(labels)
+        return [name.strip() for name in labels]  # as the data's labels are (a YAML ' ok ' keeps its spaces)
     if isinstance(train.features[LABEL], ClassLabel):
         return list(train.features[LABEL].names)
     found = [v for v in pc.unique(train_labels).to_pylist() if v is not None]
@@ -254,28 +255,54 @@ def unknown_label_message(
     split: str, origin: str, unknown: list[str], names: list[str], labels: list[str] | None
 ) -> str:
     shown = ", ".join(repr(u) for u in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+    spelled = {number_or_words(n): n for n in names}
+    close = [(u, spelled[number_or_words(u)]) for u in unknown if number_or_words(u) in spelled]
+    hint = f" ({repr(close[0][0])} is spelled {close[0][1]!r} there: spell it one way)" if close else ""
+    listed = names if len(names) <= 10 else [*names[:10], f"... {len(names) - 10} more"]
     if split == "train":  # only possible with an explicit `labels` list
-        return f"{origin}: label(s) {shown} are not in the labels param {labels}; add them to `labels`."
+        return f"{origin}: label(s) {shown} are not in the labels param {labels}{hint}; add them to `labels`."
     return (
-        f"{origin}: {split} has label(s) {shown} that train never shows (train's labels: {names}). "
+        f"{origin}: {split} has label(s) {shown} that train never shows{hint} (train's labels: {listed}). "
         f"A model cannot learn a class it never saw: fix the {split} labels, or add train rows for them."
     )
 
 
 def carve_validation(train: Dataset, fraction: float, seed: int = SPLIT_SEED) -> tuple[Dataset, Dataset]:
-    """Hold out `fraction` of each class of train (seeded); both parts keep train's row order."""
+    """Hold out `fraction` of train, stratified by label (seeded); both parts keep train's row order.
+
+    The split holds round(fraction x rows) rows, shared among the classes by largest remainder (each class
+    its fraction of its rows, the leftover rows to the classes closest to another, ties in a seeded order),
+    and never a class's last train row. Rounding each class on its own held out no row of a class with
+    under 5 rows at 0.1, and so nothing of 40 classes of 4 rows: a validation split of one class."""
     labels = label_ids(train)
     rng = np.random.default_rng(seed)
-    held = [rng.permutation(np.flatnonzero(labels == c))[: round(np.sum(labels == c) * fraction)]
-            for c in np.unique(labels)]  # fmt: skip
-    validation = np.sort(np.concatenate(held))
-    if len(validation) == 0:
+    classes = np.unique(labels)
+    members = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+    sizes = np.array([len(m) for m in members])
+    quota = sizes * fraction
+    take = np.minimum(np.floor(quota).astype(int), sizes - 1)
+    room = int(min(np.floor(len(train) * fraction + 0.5), np.sum(sizes - 1))) - int(take.sum())
+    if room > 0:  # the leftover rows: largest remainder first, ties in a seeded order
+        tiebreak = np.random.default_rng(seed + 1).permutation(len(classes))
+        order = np.lexsort((tiebreak, -(quota - take)))
+        order = order[take[order] < sizes[order] - 1][:room]
+        take[order] += 1
+    if take.sum() == 0:
         raise InputError(
-            f"train has only {len(train)} rows: too few to hold out {fraction:.0%} of each class for "
-            "validation. Add a validation file, or raise validation_split."
+            f"train has {len(train)} rows in {len(classes)} classes (the smallest {sizes.min()} rows): "
+            f"validation_split {fraction:g} holds out no row. Add a validation file, or raise validation_split."
         )
+    validation = np.sort(np.concatenate([m[:k] for m, k in zip(members, take, strict=True)]))
     keep = np.setdiff1d(np.arange(len(train)), validation, assume_unique=True)
     return train.select(keep), train.select(validation)
+
+
+def missing_from_validation(data: DatasetDict) -> list[str]:
+    """Train's classes with no validation row: validation's scores say nothing about them."""
+    names = data["train"].features[LABEL].names
+    present = np.bincount(label_ids(data["validation"]), minlength=len(names))
+    in_train = np.bincount(label_ids(data["train"]), minlength=len(names))
+    return [n for n, v, t in zip(names, present, in_train, strict=True) if t and not v]
 
 
 def prepare(
@@ -300,8 +327,42 @@ def prepare(
 
 
 def number_or_words(name: str) -> str:
-    """A label name's spelling-free identity: its number, or its words in one case."""
+    """A label name's spelling-free identity: its number, or its words in one case, in Unicode's
+    compatibility form (an accent typed as its own character) and without invisible characters
+    (a zero-width space)."""
+    visible = "".join(ch for ch in unicodedata.normalize("NFKC", name) if unicodedata.category(ch) != "Cf")
     try:
-        return repr(float(name))
+        return repr(float(visible))
     except ValueError:
-        return " ".join(name.split()).casefold()
+        return " ".join(visible.split()).casefold()
+
+
+def data_warnings(data: DatasetDict, task: Task) -> list[str]:
+    """What looks wrong in data that passed the checks: validation or test rows copied from train,
+    classes validation says nothing about, labels that may be one class spelled two ways."""
+    found = []
+    for split, seen in seen_in_train(data).items():
+        if seen:
+            found.append(
+                f"{seen} of {len(data[split])} {split} rows have the text of a train row: {split} scores them "
+                "as seen data (a split copied from train, or overlapping it?)"
+            )
+    missing = missing_from_validation(data)
+    if missing:
+        shown = ", ".join(map(repr, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        fix = (
+            "add rows of them to the validation file"
+            if task.validation == "file"
+            else "train has too few of their rows to hold one out: add a validation file, or raise validation_split"
+        )
+        found.append(
+            f"validation has no row of {len(missing)} of {len(task.label_names)} classes ({shown}), so its "
+            f"scores say nothing about them; {fix}"
+        )
+    for group in lookalike_labels(task.label_names):
+        found.append(
+            f"labels {' and '.join(map(repr, group))} differ only in case, spacing, Unicode form, invisible "
+            "characters or how a number is written, so they are separate classes; if they are one class, spell "
+            "it one way in the data"
+        )
+    return found
