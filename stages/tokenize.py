@@ -6,9 +6,8 @@ from transformers import AutoTokenizer
 from stages import run_stage
 from textclf.columns import TEXT, TEXT_PAIR
 from textclf.console import library_bars
-from textclf.errors import InputError
 from textclf.files import atomic_dir
-from textclf.params import ensure_unchanged, load_params
+from textclf.params import ensure_unchanged, load_params, refused
 from textclf.paths import PRETRAINED, RAW, TOKENIZED
 from textclf.security import warn_remote_code
 
@@ -37,7 +36,8 @@ def tokenize(data: DatasetDict, tokenizer, max_length: int) -> DatasetDict:
 def check_max_length(max_length: int, tokenizer) -> None:
     limit = tokenizer.model_max_length
     if limit and limit < 10**6 and max_length > limit:
-        raise InputError(f"max_length: {max_length} exceeds this model's limit of {limit} tokens; lower it.")
+        message = f"max_length: {max_length} exceeds this model's limit of {limit} tokens; lower it."
+        raise refused(message, "max_length", max_length)
 
 
 def main() -> None:

@@ -33,11 +33,13 @@ def batch() -> dict:
 
 
 def test_balanced_weights_follow_the_train_label_counts():
-    weights = class_weights("balanced", np.array([0] * 6 + [1] * 3 + [2] * 1), 3)
+    weights = class_weights("balanced", np.array([0] * 6 + [1] * 3 + [2] * 1), ["a", "b", "c"])
     assert weights.tolist() == pytest.approx([10 / 18, 10 / 9, 10 / 3])  # n / (k * n_c)
-    assert class_weights("none", np.array([0, 1]), 2) is None
-    with pytest.raises(InputError, match="needs every class in train"):
-        class_weights("balanced", np.array([0, 0, 1]), 3)
+    assert class_weights("none", np.array([0, 1]), ["a", "b"]) is None
+    with pytest.raises(InputError, match="needs a train row of every class; train has none of 'c': set class_"):
+        class_weights("balanced", np.array([0, 0, 1]), ["a", "b", "c"])
+    with pytest.raises(InputError, match="none of 'b', 'c': max_train_samples cut them out: raise it"):
+        class_weights("balanced", np.array([0, 0]), ["a", "b", "c"], cut=True)
 
 
 def logits_of(model, inputs) -> torch.Tensor:
@@ -58,7 +60,7 @@ def without_dropout(model) -> None:
 def test_the_loop_engine_weighs_its_training_loss():
     model, inputs = tiny_classifier(), batch()
     model.eval()  # dropout off: the same logits every call
-    weights = class_weights("balanced", inputs["labels"].numpy(), 3)
+    weights = class_weights("balanced", inputs["labels"].numpy(), ["a", "b", "c"])
     weighted = batch_loss(model, inputs, weights, 0.0)
     assert weighted.item() == pytest.approx(manual(model, inputs, weights).item(), rel=1e-6)
     assert batch_loss(model, inputs, None, 0.0).item() == pytest.approx(manual(model, inputs).item(), rel=1e-6)
@@ -67,7 +69,7 @@ def test_the_loop_engine_weighs_its_training_loss():
 
 def test_the_trainer_engine_weighs_training_but_not_evaluation(tmp_path):
     model, inputs = tiny_classifier(), batch()
-    weights = class_weights("balanced", inputs["labels"].numpy(), 3)
+    weights = class_weights("balanced", inputs["labels"].numpy(), ["a", "b", "c"])
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
     trainer = PipelineTrainer(model=model, args=args, class_weights=weights, pipeline_params=PARAMS)
     without_dropout(model)

@@ -13,7 +13,7 @@ from textclf.console import describe_load, without_load_report
 from textclf.errors import InputError
 from textclf.frozen import attach as attach_frozen_cache
 from textclf.heads import classifier_class
-from textclf.params import Params
+from textclf.params import Params, refused
 from textclf.paths import PRETRAINED
 
 
@@ -127,7 +127,7 @@ def freeze_bottom_layers(model: torch.nn.Module, n: int, freeze_embeddings: bool
     if layers is None:
         raise InputError(f"freeze_layers: {type(model).__name__} has no base_model.encoder.layer; set it to 0.")
     if n > len(layers):
-        raise InputError(f"freeze_layers: {n} exceeds the model's {len(layers)} layers.")
+        raise refused(f"freeze_layers: {n} exceeds the model's {len(layers)} layers.", "freeze_layers", n)
     for layer in layers[:n]:
         layer.requires_grad_(False)
     if freeze_embeddings:
@@ -167,15 +167,23 @@ def lr_scale(name: str, prefix: str, layers: int, head: float, decay: float) -> 
     return decay**layers  # embeddings
 
 
-def class_weights(mode: str, label_ids: np.ndarray, num_labels: int) -> torch.Tensor | None:
+def class_weights(mode: str, label_ids: np.ndarray, names: list[str], cut: bool = False) -> torch.Tensor | None:
     """`balanced`: each class weighs n / (k * n_class), so every class adds the same total to the loss
-    (scikit-learn's rule); `none`: None, the model's own unweighted loss."""
+    (scikit-learn's rule); `none`: None, the model's own unweighted loss. `cut`: train was cut to its
+    first rows (max_train_samples), the likely reason for a class with no row."""
     if mode == "none":
         return None
-    found = np.bincount(label_ids, minlength=num_labels)
+    found = np.bincount(label_ids, minlength=len(names))
     if (found == 0).any():
-        raise InputError(f"class_weights: balanced needs every class in train; counts are {found.tolist()}.")
-    return torch.tensor(len(label_ids) / (num_labels * found), dtype=torch.float32)
+        absent = [n for n, k in zip(names, found, strict=True) if not k]
+        shown = ", ".join(map(repr, absent[:5])) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+        why = (
+            "max_train_samples cut them out: raise it (or empty it for all rows), or set class_weights: none"
+            if cut
+            else "set class_weights: none"
+        )
+        raise InputError(f"class_weights: balanced needs a train row of every class; train has none of {shown}: {why}.")
+    return torch.tensor(len(label_ids) / (len(names) * found), dtype=torch.float32)
 
 
 def training_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None, smoothing: float):

@@ -303,6 +303,13 @@ def how_to_restore(e: ParamsError, committed: dict[str, Any] | None) -> str:
     )
 
 
+def refused(message: str, key: str, value: Any, path: Path = PARAMS_FILE) -> ParamsError:
+    """The error for a value that parsed but that the data or model rules out (max_length beyond the
+    model's positions): the message, then how to undo the value DVC wrote into params.yaml."""
+    e = ParamsError(message, key, yaml_line(key, value))
+    return ParamsError(f"{message} {how_to_restore(e, committed_params(path))}", e.key, e.line)
+
+
 def committed_params(path: Path = PARAMS_FILE) -> dict[str, Any] | None:
     """params.yaml as last committed to git, if there is a git repository here (for a restore hint)."""
     import subprocess
