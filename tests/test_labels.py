@@ -195,9 +195,22 @@ def test_an_empty_text_names_column_and_row(tmp_path):
 
 def test_empty_texts_are_counted_across_the_slices_they_are_checked_in(tmp_path, monkeypatch):
     monkeypatch.setattr("textclf.labels.CHECK_ROWS", 3)
-    rows = [*SMS[:7], ("ham", " "), *SMS[7:10], ("spam", ""), *SMS[10:]]
+    # a zero-width space and a no-break space are as empty to the model as a blank (its tokenizer drops them)
+    rows = [*SMS[:7], ("ham", " "), *SMS[7:10], ("spam", "\u200b\u00a0"), ("ham", "ok\u200b"), *SMS[10:]]
     with pytest.raises(InputError, match=r"'message' is empty in 2 row\(s\), first at row 8"):
         run(write_sms(tmp_path / "sms", rows), ["message"], "category")
+
+
+def test_a_number_in_a_text_column_names_its_row(tmp_path):
+    (tmp_path / "d").mkdir()
+    rows = [{"text": "hello there", "label": "a"}, {"text": 12345, "label": "b"}, {"text": "ok", "label": "a"}]
+    (tmp_path / "d" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows * 4))
+    with pytest.raises(InputError, match=r"train.jsonl: text column 'text': row 2 holds 12345 \(int\), not a text"):
+        run(tmp_path / "d", ["text"])
+    pd.DataFrame({"text": [1, 2, 3, 4], "label": ["a", "b"] * 2}).to_parquet(tmp_path / "d" / "train.parquet")
+    (tmp_path / "d" / "train.jsonl").unlink()
+    with pytest.raises(InputError, match=r"train.parquet: text column 'text': row 1 holds 1 \(int\), not a text"):
+        run(tmp_path / "d", ["text"])
 
 
 def test_label_names_with_a_tab_are_refused(tmp_path):

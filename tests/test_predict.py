@@ -122,6 +122,7 @@ def test_other_formats_in_and_out(trained, tmp_path, fmt):
         ),
         (lambda d: (d / "x.csv").write_text("") and d / "x.csv" or d / "x.csv", "is empty"),
         (lambda d: pairs_csv(d / "x.csv", rows=[*PAIRS[:2], ("", "b")]), "x.csv: row 3 has an empty 'sentence1'"),
+        (lambda d: pairs_csv(d / "x.csv", rows=[("a", "\u200b")]), "x.csv: row 1 has an empty 'sentence2'"),
         (lambda d: d / "missing.csv", "does not exist"),
         (  # a number where a text should be: it was a traceback
             lambda d: (d / "x.jsonl").write_text('{"sentence1": "a", "sentence2": 5}\n') and d / "x.jsonl",

@@ -13,6 +13,7 @@ All checks run on Arrow arrays, not Python lists, so that millions of rows cost 
 memory.
 """
 
+import json
 import unicodedata
 from typing import NamedTuple
 
@@ -21,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict
 
-from textclf.columns import IDX, LABEL, TEXT, TEXT_PAIR, label_ids
+from textclf.columns import BLANK_REGEX, IDX, LABEL, TEXT, TEXT_PAIR, label_ids
 from textclf.data import Split
 from textclf.errors import InputError
 from textclf.sources import missing_column, missing_column_message
@@ -114,15 +115,43 @@ def first_rows(mask: pa.ChunkedArray | pa.Array) -> tuple[int, int]:
 def check_texts(ds: Dataset, column: str, what: str) -> None:
     values = ds.data.column(column)
     if not is_text(values.type):
-        raise InputError(f"{what} holds {values.type}, not text. Is text_columns right?")
+        found = first_non_text(values)
+        if found is None:
+            raise InputError(f"{what} holds {values.type}, not text. Is text_columns right?")
+        row, value = found
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise InputError(
+            f"{what}: row {row} holds {shown} ({type(value).__name__}), not a text; every row needs its text as "
+            "a string (is text_columns right?)"
+        )
     count = row = 0
-    for start in range(0, len(values), CHECK_ROWS):  # in slices: trimming copies the texts
+    for start in range(0, len(values), CHECK_ROWS):  # in slices: bounded memory for the masks
         part = values.slice(start, CHECK_ROWS)
-        blank = pc.or_kleene(pc.is_null(part), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(part)), 0))
+        blank = pc.or_kleene(pc.is_null(part), pc.match_substring_regex(part, BLANK_REGEX))
         n, first = first_rows(pc.fill_null(blank, True))
         count, row = count + n, row or (first and start + first)
     if count:
         raise InputError(f"{what} is empty in {count} row(s), first at row {row}; every row needs its text.")
+
+
+def first_non_text(values: pa.ChunkedArray) -> tuple[int, object] | None:
+    """(1-based row, value) of the first value in a column that is not a string: in a JSON column of
+    mixed types (Arrow's JSON extension, each value its JSON text) the first that is not a JSON string;
+    in a column of another type (numbers), its first value."""
+    start = 0
+    for chunk in values.chunks:
+        storage = chunk.storage if isinstance(values.type, pa.BaseExtensionType) else chunk
+        if is_text(storage.type) and isinstance(values.type, pa.BaseExtensionType):
+            other = pc.invert(pc.starts_with(pc.fill_null(storage, '""'), '"'))
+            n, first = first_rows(other)
+            if n:
+                return start + first, json.loads(storage[first - 1].as_py())
+        elif not is_text(storage.type):
+            valid = np.flatnonzero(np.asarray(chunk.is_valid()))
+            if len(valid):
+                return start + int(valid[0]) + 1, chunk[int(valid[0])].as_py()
+        start += len(chunk)
+    return None
 
 
 def label_strings(ds: Dataset, origin: str) -> pa.ChunkedArray:

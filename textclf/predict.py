@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from textclf.columns import is_blank
 from textclf.errors import InputError
 from textclf.files import read_json, weights_sha256
 from textclf.inference import softmax
@@ -179,7 +180,7 @@ def check_texts(rows: list[tuple], offset: int, columns: list[str], source: str)
     where = "stdin" if source == "-" else source
     for n, row in enumerate(rows, start=offset + 1):
         for column, text in zip(columns, row, strict=True):
-            if text is None or (isinstance(text, str) and not text.strip()):
+            if text is None or (isinstance(text, str) and is_blank(text)):
                 raise InputError(f"{where}: row {n} has an empty {column!r}; every row needs its text.")
             if not isinstance(text, str):
                 shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:37] + "..."
