@@ -1,5 +1,6 @@
 """Tokenize single texts or sentence pairs: data/raw + data/pretrained tokenizer -> data/tokenized."""
 
+import pyarrow.compute as pc
 from datasets import DatasetDict, load_from_disk
 from transformers import AutoTokenizer
 
@@ -33,6 +34,12 @@ def tokenize(data: DatasetDict, tokenizer, max_length: int) -> DatasetDict:
         return data.map(encode, batched=True, remove_columns=texts, desc="tokenize")
 
 
+def at_limit(data: DatasetDict, max_length: int) -> dict[str, int]:
+    """Rows per split whose tokens fill max_length: truncated, or (rarely) exactly that long."""
+    lengths = {s: pc.list_value_length(d.data.column("input_ids")) for s, d in data.items()}
+    return {s: pc.sum(pc.greater_equal(n, max_length)).as_py() or 0 for s, n in lengths.items()}
+
+
 def check_max_length(max_length: int, tokenizer) -> None:
     limit = tokenizer.model_max_length
     if limit and limit < 10**6 and max_length > limit:
@@ -47,9 +54,14 @@ def main() -> None:
     check_max_length(p.max_length, tokenizer)
     data = cut(load_from_disk(str(RAW)), p.max_train_samples, p.max_eval_samples)
     with atomic_dir(TOKENIZED) as tmp:
-        tokenize(data, tokenizer, p.max_length).save_to_disk(str(tmp))
+        tokenized = tokenize(data, tokenizer, p.max_length)
+        tokenized.save_to_disk(str(tmp))
         ensure_unchanged("tokenize")  # before the rename that makes the output appear
     print(f"tokenize: {dict((s, len(d)) for s, d in data.items())}, max_length {p.max_length}")
+    cut_rows = {s: n for s, n in at_limit(tokenized, p.max_length).items() if n}
+    if cut_rows:
+        shares = ", ".join(f"{s} {n} of {len(tokenized[s])} ({n / len(tokenized[s]):.0%})" for s, n in cut_rows.items())
+        print(f"tokenize: rows cut at max_length {p.max_length} (their end is not seen): {shares}")
 
 
 if __name__ == "__main__":

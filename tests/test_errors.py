@@ -190,3 +190,13 @@ def test_sharded_safetensors_are_copied(tmp_path):
     shards = set(json.loads((src / "model.safetensors.index.json").read_text())["weight_map"].values())
     assert shards <= set(hashes) and len(shards) > 1
     BertForSequenceClassification.from_pretrained(out, use_safetensors=True)
+
+
+def test_rows_cut_at_max_length_are_counted():
+    from datasets import Dataset, DatasetDict
+
+    from stages.tokenize import at_limit
+
+    ids = {"train": [[1] * 8, [1] * 3, [1] * 8], "validation": [[1] * 2]}
+    data = DatasetDict({s: Dataset.from_dict({"input_ids": rows}) for s, rows in ids.items()})
+    assert at_limit(data, 8) == {"train": 2, "validation": 0}

@@ -295,3 +295,10 @@ def test_the_card_counts_the_rows_used_not_the_rows_downloaded():
     assert "of which used (max_train_samples, max_eval_samples): {'train': 300, 'validation': 200}" in card
     assert "| max_train_samples | 300 |" in card and "| max_eval_samples | 200 |" in card
     assert "The best epoch (0.84)" in card
+
+
+def test_a_label_with_a_pipe_keeps_the_cards_table_whole():
+    from textclf.card import label_table
+
+    rows = label_table(["semi;colon|pipe", "b"], {"label_counts": {"train": {"semi;colon|pipe": 3}}}, {})
+    assert rows[2] == "| 0 | semi;colon\\|pipe | 3 |  |"

@@ -66,7 +66,8 @@ def label_table(names: list[str], used: dict, per_class: dict) -> list[str]:
     for i, name in enumerate(names):
         f1 = per_class.get("validation", {}).get(name, {}).get("f1")
         shown = f"{f1:.4f}" if f1 is not None else ""
-        rows.append(f"| {i} | {name} | {counts.get('train', {}).get(name, '')} | {shown} |")
+        cell = name.replace("\\", "\\\\").replace("|", "\\|")  # a | would end the cell
+        rows.append(f"| {i} | {cell} | {counts.get('train', {}).get(name, '')} | {shown} |")
     return rows
 
 
