@@ -82,6 +82,8 @@ def read_chunks(source: str, columns: list[str]) -> Iterator[list[tuple[str, ...
         yield from stdin_chunks(len(columns))
         return
     path = Path(source)
+    if path.exists() and not path.is_file():  # a folder, or /dev/stdin
+        raise InputError(f"input {source} is not a file (give a csv, tsv, json, jsonl or parquet file; stdin: -).")
     if not path.is_file():
         raise InputError(f"input {source} does not exist (give a csv, tsv, json, jsonl or parquet file, or -).")
     if path.suffix not in INPUT_FORMATS:
