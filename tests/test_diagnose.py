@@ -18,6 +18,7 @@ from textclf.diagnose import (
     find_oscillation,
     find_spikes,
     format_report,
+    model_warnings,
     needed_accuracy,
     one_class_signature,
     prior_loss,
@@ -652,3 +653,66 @@ def test_train_accuracy_pulling_away_while_validation_falls_is_overfitting():
 def test_a_gap_alone_is_not_overfitting():
     d = diagnose(train(HEALTHY_TRAIN), gap_rows([0.85, 0.93, 0.99], [0.80, 0.82, 0.84]))
     assert not d["overfitting"] and "not overfitting yet" in d["evidence"]["overfitting"]
+
+
+# --- a validation split too small or too imbalanced for the baseline check to judge ------------
+# 30 validation rows, 29 of one class and 1 of the other (an exploratory tester's split).
+TINY_IMBALANCED = {"majority_rate": 29 / 30, "n_validation": 30, "train_counts": {"ham": 261, "spam": 9}}
+
+
+def test_a_perfect_class_weighted_model_on_one_minority_row_is_not_called_near_baseline():
+    # class_weights: balanced, every row right: the balanced-accuracy line is 1.26, above any score.
+    d = diagnose(
+        train(HEALTHY_TRAIN), val([0.3, 0.2, 0.1], [1.0] * 3, [1.0] * 3), {"accuracy": 1.0, "f1": 1.0},
+        {"ham": 29 / 30, "spam": 1 / 30}, confusion=[[29, 0], [0, 1]], **TINY_IMBALANCED,
+    )  # fmt: skip
+    assert not d["near_baseline"] and "near baseline" not in d["verdict"]
+    note = d["evidence"]["near_baseline"]
+    assert note.startswith("val balanced accuracy (the mean recall per class, what class_weights: balanced trains")
+    assert "1.000 against the 0.500 of a prediction that ignores the text cannot be judged" in note
+    assert "30 validation rows, only 1 in the smallest class" in note
+    assert "more than every row right (1.263)" in note
+    assert "a larger validation_split, or a validation file" in note
+    assert "learned little" not in note and "do not rely" not in note
+    # Not "ok" either: too little data is flagged, and says why.
+    assert d["small_data"] and d["verdict"] == "small data"
+    assert "validation's smallest class has 1 row: too few to tell" in d["evidence"]["small_data"]
+    assert "validation_split" in d["suggestions"]["small_data"]
+    assert "near_baseline" not in model_warnings(d)  # predict repeats no warning on no evidence
+    assert "  note (near_baseline): val balanced accuracy" in format_report(d)
+
+
+def test_a_detector_of_the_only_minority_row_is_not_called_near_baseline():
+    # No class weights: it finds the one positive with 2 false alarms, accuracy 28/30 = 0.933 against 0.967.
+    # Even every row right is reached by chance by a predictor right 29 times in 30 (0.967^30 = 36%).
+    d = diagnose(
+        train(HEALTHY_TRAIN), val([0.3, 0.2, 0.1], [0.933] * 3, [0.5] * 3), {"accuracy": 28 / 30, "f1": 0.5},
+        {"ham": 0.9, "spam": 0.1}, **TINY_IMBALANCED,
+    )  # fmt: skip
+    assert not d["near_baseline"] and d["verdict"] == "small data"
+    note = d["evidence"]["near_baseline"]
+    assert note.startswith(
+        "val accuracy 0.933 against the 0.967 of always predicting the majority class cannot be judged: "
+        "30 validation rows, only 1 outside the majority class"
+    )
+    assert "more than every row right" in note and "learned little" not in note
+    assert "validation holds only 1 row outside its majority class: too few to tell" in d["evidence"]["small_data"]
+    assert model_warnings(d) == {}
+
+
+def test_a_line_that_needs_every_row_right_cannot_judge_either():
+    # 30 rows, 6 outside the majority: only all 30 right clears the line, so one wrong row decides.
+    assert needed_accuracy(0.8, 30) == 1.0
+    f = check_near_baseline([], {"accuracy": 29 / 30}, 0.8, 30)
+    assert not f.flagged and "cannot be judged" in f.evidence and "takes every row right" in f.evidence
+    assert not check_near_baseline([], {"accuracy": 1.0}, 0.8, 30).evidence  # a perfect score clears it
+    # Where one wrong row still clears the line, the check judges as before: 16 balanced rows need 15.
+    assert check_near_baseline([], {"accuracy": 14 / 16}, 0.5, 16).flagged
+
+
+def test_a_balanced_accuracy_line_with_no_room_for_a_minority_error_cannot_judge():
+    # 3 rows of the smaller class: one missed costs 1/6 of balanced accuracy, and the line is 0.93.
+    f = check_near_baseline([], {"accuracy": 0.9}, 0.97, 100, confusion=[[95, 2], [1, 2]])
+    assert not f.flagged and "only 3 in the smallest class" in f.evidence
+    assert "takes every row right" not in f.evidence  # a perfect score would clear it, one error not
+    assert "one wrong row of the smallest class" in f.evidence

@@ -80,6 +80,13 @@ COLLAPSE_TOL = 0.005
 # on purpose, so it is judged by balanced accuracy against chance (1/k) instead (balanced_accuracy): a
 # useful detector of a 10% class can have an accuracy below 90%. The line itself is an exact binomial
 # test at those odds (needed_accuracy): the normal approximation asks too much where n (1 - m) is small.
+# A score under the line is evidence of learning little only where an imperfect model could clear it.
+# On a tiny or very imbalanced validation split the line is above 1 (30 rows, 1 of them positive: even
+# every row right is what a predictor right 29 times in 30 scores 36% of the time), or only every row
+# right clears it, so one row decides: there the check does not judge (baseline_judged) and says that
+# validation is too small, and small_data is flagged instead of the model being called near baseline.
+# The test for "an imperfect model could clear it" is one wrong row: of any class for accuracy, of the
+# smallest class (the costliest row) for balanced accuracy.
 BASELINE_Z = 3.0
 
 # Above this, BERT-style fine-tuning tends to diverge or collapse; 2e-5..5e-5 is the usual range. This
@@ -438,7 +445,8 @@ def needed_accuracy(majority_rate: float, n_validation: int) -> float:
     m per row) reaches by chance no more often than BASELINE_Z standard errors would allow (one-sided,
     0.13%): an exact binomial test. Where n (1 - m) is large it is the normal line, m + baseline_margin;
     where it is small (a 95/5 split of 200 rows) the normal line asks for more than chance explains
-    (0.996 instead of 0.995 there, which flagged a model with one error)."""
+    (0.996 instead of 0.995 there, which flagged a model with one error). Above 1, (n + 1) / n, where
+    even every row right is that likely by chance: no score on these rows can clear the line."""
     alpha = 0.5 * math.erfc(BASELINE_Z / math.sqrt(2))
     m, n = majority_rate, n_validation
     log_m, log_rest, log_n = math.log(m), math.log1p(-m), math.lgamma(n + 1)
@@ -447,7 +455,7 @@ def needed_accuracy(majority_rate: float, n_validation: int) -> float:
         log_pmf = log_n - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * log_m + (n - k) * log_rest
         tail += math.exp(log_pmf)
         if tail > alpha:
-            return min((k + 1) / n, 1.0)
+            return (k + 1) / n
     return 0.0
 
 
@@ -466,6 +474,67 @@ def balanced_accuracy(confusion: Sequence[Sequence[int]]) -> tuple[float, float,
     return recall, 1 / k, BASELINE_Z * se
 
 
+class BaselineTest(NamedTuple):
+    """What check_near_baseline compares: a score, what ignoring the text scores, and the line between."""
+
+    what: str  # "accuracy", or balanced accuracy for a class-weighted run
+    baseline: str  # the predictor that ignores the text
+    score: float
+    level: float  # that predictor's score
+    needed: float  # the line: the lowest score as unlikely by chance as BASELINE_Z standard errors (may be > 1)
+    n: int  # validation rows
+    smallest: int  # rows outside the majority class (accuracy), or in the smallest class (balanced accuracy)
+    one_miss: float  # the best score with one row wrong: any row (accuracy), one of the smallest class (balanced)
+    no_miss_elsewhere: bool  # balanced accuracy: even one wrong row of the largest class falls under the line
+
+
+def baseline_test(
+    val_rows: Sequence[Row],
+    final: Mapping[str, Any] | None = None,
+    majority_rate: float | None = None,
+    n_validation: int | None = None,
+    confusion: Sequence[Sequence[int]] | None = None,
+) -> BaselineTest | None:
+    """The near-baseline comparison for these inputs; None where a score, a level or a line is missing."""
+    if confusion is not None:
+        score, level, margin = balanced_accuracy(confusion)
+        sizes = [sum(row) for row in confusion if sum(row)]
+        if len(sizes) < 2:
+            return None
+        needed, k = level + margin, len(sizes)
+        what = "balanced accuracy (the mean recall per class, what class_weights: balanced trains for)"
+        baseline, n, smallest = "a prediction that ignores the text", sum(sizes), min(sizes)
+        one_miss, other_miss = 1 - 1 / (k * smallest), 1 - 1 / (k * max(sizes))
+    else:
+        score, _ = final_scores(val_rows, final)
+        level = majority_rate if majority_rate is not None else math.nan
+        n = n_validation or 0
+        if not (n and 0 < level < 1):
+            return None
+        needed = needed_accuracy(level, n)
+        what, baseline, smallest = "accuracy", "always predicting the majority class", n - round(level * n)
+        one_miss = other_miss = (n - 1) / n
+    if not (math.isfinite(score) and math.isfinite(needed)):
+        return None
+    return BaselineTest(what, baseline, score, level, needed, n, smallest, one_miss, other_miss < needed - 1e-9)
+
+
+def baseline_judged(test: BaselineTest) -> bool:
+    """Whether a score under the line says anything: it does where a model with one wrong row could clear
+    the line, not where only every row right clears it (one row decides) or nothing can (the line above 1).
+    A score on or above the line is judged in any case: it is as unlikely by chance as the line asks."""
+    # The same k/n, computed here and in the metrics, may differ in the last bit.
+    return test.score >= test.needed - 1e-9 or test.one_miss >= test.needed - 1e-9
+
+
+def _too_few(test: BaselineTest) -> str:
+    """The small_data problem of a validation split on which the baseline check cannot judge."""
+    plural = "row" if test.smallest == 1 else "rows"
+    if test.what == "accuracy":
+        return f"validation holds only {test.smallest} {plural} outside its majority class: too few to tell"
+    return f"validation's smallest class has {test.smallest} {plural}: too few to tell"
+
+
 def check_near_baseline(
     val_rows: Sequence[Row],
     final: Mapping[str, Any] | None = None,
@@ -476,25 +545,34 @@ def check_near_baseline(
 ) -> Finding:
     """Validation accuracy not clearly above what always predicting the majority class scores; given the
     confusion matrix (a run trained for balanced accuracy: class_weights: balanced), balanced accuracy
-    not clearly above chance, since such a run gives up plain accuracy for the smaller classes."""
-    if confusion is not None:
-        score, level, margin = balanced_accuracy(confusion)
-        needed = level + margin
-        what = "balanced accuracy (the mean recall per class, what class_weights: balanced trains for)"
-        baseline, n_validation = "a prediction that ignores the text", sum(map(sum, confusion))
-    else:
-        score, _ = final_scores(val_rows, final)
-        level = majority_rate if majority_rate is not None else math.nan
-        needed = needed_accuracy(level, n_validation) if n_validation and 0 < level < 1 else math.nan
-        what, baseline = "accuracy", "always predicting the majority class"
-    if not (math.isfinite(score) and math.isfinite(needed)):
+    not clearly above chance, since such a run gives up plain accuracy for the smaller classes. Where the
+    validation split is too small for the line to tell a model from the baseline (baseline_judged), a note
+    says so instead, and flags nothing."""
+    test = baseline_test(val_rows, final, majority_rate, n_validation, confusion)
+    if test is None or test.score >= test.needed - 1e-9:
         return Finding(False)
-    if score >= needed - 1e-9:  # the same k/n, computed here and in the metrics, may differ in the last bit
-        return Finding(False)
+    what, score, level, n, needed = test.what, test.score, test.level, test.n, test.needed
+    if not baseline_judged(test):
+        held = "outside the majority class" if what == "accuracy" else "in the smallest class"
+        if needed > 1 + 1e-9:
+            shown = f" ({needed:.3f})" if what != "accuracy" else ""  # (n + 1) / n is no score: not shown
+            takes = f"more than every row right{shown}: no score on these rows can clear it"
+        elif what == "accuracy" or test.no_miss_elsewhere:
+            takes = "every row right: one wrong row decides"
+        else:
+            takes = "every row of the smallest class right: one wrong row of the smallest class decides"
+        return Finding(
+            False,
+            f"val {what} {score:.3f} against the {level:.3f} of {test.baseline} cannot be judged: {n} validation "
+            f"rows, only {test.smallest} {held}, and a line as unlikely by chance as {BASELINE_Z:g} standard "
+            f"errors takes {takes}; whether the model learned more than the label balance is unknown until "
+            "validation holds more rows, above all of its smaller classes (a larger validation_split, or a "
+            "validation file)",
+        )
     where = "below" if score < level else "not clearly above"
     evidence = (
-        f"val {what} {score:.3f} is {where} the {level:.3f} of {baseline}: on {n_validation} validation rows "
-        f"that takes {min(needed, 1.0):.3f} (as unlikely by chance as {BASELINE_Z:g} standard errors)"
+        f"val {what} {score:.3f} is {where} the {level:.3f} of {test.baseline}: on {n} validation rows "
+        f"that takes {needed:.3f} (as unlikely by chance as {BASELINE_Z:g} standard errors)"
     )
     rows = f" (train has {n_train} rows)" if n_train else ""
     return Finding(
@@ -509,23 +587,33 @@ def check_near_baseline(
 # --- too little data ---------------------------------------------------------------------------
 
 
-def check_small_data(n_validation: int | None, train_counts: Mapping[str, int] | None) -> Finding:
-    """Splits too small for their scores and curves to mean anything."""
-    problems = []
+def check_small_data(
+    n_validation: int | None, train_counts: Mapping[str, int] | None, baseline: BaselineTest | None = None
+) -> Finding:
+    """Splits too small for their scores and curves to mean anything; given `baseline`, the near-baseline
+    comparison, also a validation split with too few rows of its smaller classes for that to judge."""
+    problems, fixes = [], []
     if n_validation is not None and n_validation < MIN_VALIDATION_ROWS:
         move = 100 / n_validation if n_validation else math.inf
         problems.append(f"validation has {n_validation} rows: one row moves accuracy by {move:.1f} points")
+    if baseline is not None and not baseline_judged(baseline):
+        problems.append(f"{_too_few(baseline)} a model from {baseline.baseline} (see near_baseline)")
+    if problems:
+        fixes.append(
+            f"hold out more validation rows, at least {MIN_VALIDATION_ROWS} and more than a few of each class "
+            "(a larger validation_split, or a validation file)"
+        )
     few = {name: n for name, n in (train_counts or {}).items() if n < MIN_TRAIN_PER_CLASS}
     if few:
         listed = ", ".join(f"{name} ({n})" for name, n in few.items())
         problems.append(f"train has fewer than {MIN_TRAIN_PER_CLASS} rows of class(es) {listed}")
+        fixes.append(f"add labeled train rows ({MIN_TRAIN_PER_CLASS}+ per class)")
     if not problems:
         return Finding(False)
     return Finding(
         True,
         "; ".join(problems),
-        f"add labeled rows (at least {MIN_VALIDATION_ROWS} for validation, {MIN_TRAIN_PER_CLASS}+ per class "
-        "in train); until then read these scores and curves as anecdotes, not evidence",
+        "; ".join(fixes) + "; until then read these scores and curves as anecdotes, not evidence",
     )
 
 
@@ -583,7 +671,9 @@ def diagnose(
         "unstable": check_unstable(train_rows, val_rows),
         "underfitting": check_underfitting(train_rows, prior, peak),
         "overfitting": overfitting(train_rows, val_rows),
-        "small_data": check_small_data(n_validation, train_counts),
+        "small_data": check_small_data(
+            n_validation, train_counts, baseline_test(val_rows, final, majority_rate, n_validation, confusion)
+        ),
     }
     if findings["collapsed"].flagged:
         # A one-class model scores the majority rate by definition: the collapse says it all.
