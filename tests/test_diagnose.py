@@ -716,3 +716,44 @@ def test_a_balanced_accuracy_line_with_no_room_for_a_minority_error_cannot_judge
     assert not f.flagged and "only 3 in the smallest class" in f.evidence
     assert "takes every row right" not in f.evidence  # a perfect score would clear it, one error not
     assert "one wrong row of the smallest class" in f.evidence
+
+
+# --- an accuracy drop of one validation row, and overfitting beside underfitting ----------------
+
+
+def three_class_24_rows() -> tuple[list[dict], list[dict]]:
+    """3 balanced classes, 24 validation rows: validation accuracy 9/24 at step 6, 8/24 at the end (one
+    row), while validation loss fell the whole run and the train loss never left ln 3."""
+    train_rows = train([1.12, 1.11, 1.10, 1.10, 1.09, 1.10, 1.09, 1.09, 1.10, 1.09], lr=1e-4)
+    val_rows = [
+        {"step": 2 * (i + 1), "epoch": 0.5 * (i + 1), "val_loss": loss, "val_accuracy": right / 24,
+         "val_f1": right / 24, "train_sample_accuracy": sample}
+        for i, (loss, right, sample) in enumerate(zip(
+            [1.113, 1.110, 1.106, 1.102, 1.099, 1.097], [8, 8, 9, 9, 8, 8], [0.40, 0.45, 0.48, 0.50, 0.53, 0.56],
+            strict=True,
+        ))
+    ]  # fmt: skip
+    return train_rows, val_rows
+
+
+def test_a_one_row_accuracy_drop_on_24_rows_is_not_overfitting():
+    train_rows, val_rows = three_class_24_rows()
+    d = diagnose(train_rows, val_rows, prior=LN3, n_validation=24, train_counts={"a": 72, "b": 72, "c": 72})
+    assert not d["overfitting"], d["evidence"]["overfitting"]
+    assert d["underfitting"] and "overfitting" not in d["verdict"]
+    note = d["evidence"]["overfitting"]
+    assert "train-sample accuracy 0.56 against validation 0.33" in note
+    assert "validation accuracy fell from 0.38 at step 6 (epoch 1.5) by 1 row of 24, within the noise" in note
+
+
+def test_accuracy_drop_must_exceed_the_noise_of_the_validation_size():
+    # A gap of 15 points, validation accuracy 0.84 -> 0.81: 12 rows of MRPC's 408 is beyond one standard
+    # error of the difference (2.6 points), the same 3 points on 100 rows (5.2) is not.
+    rows = gap_rows([0.85, 0.93, 0.96], [0.82, 0.84, 0.81])
+    assert diagnose(train(HEALTHY_TRAIN), rows, n_validation=408)["overfitting"]
+    d = diagnose(train(HEALTHY_TRAIN), rows, n_validation=100)
+    assert not d["overfitting"] and "by 3 rows of 100, within the noise" in d["evidence"]["overfitting"]
+    # A drop of 8 rows of 24 (0.71 -> 0.38) is beyond it.
+    assert diagnose(train(HEALTHY_TRAIN), gap_rows([0.8, 0.9, 0.95], [0.6, 17 / 24, 9 / 24]), n_validation=24)[
+        "overfitting"
+    ]
