@@ -757,3 +757,25 @@ def test_accuracy_drop_must_exceed_the_noise_of_the_validation_size():
     assert diagnose(train(HEALTHY_TRAIN), gap_rows([0.8, 0.9, 0.95], [0.6, 17 / 24, 9 / 24]), n_validation=24)[
         "overfitting"
     ]
+
+
+def test_overfitting_is_not_reported_beside_a_train_loss_stuck_at_the_prior():
+    # The train loss never left ln 3 (underfitting), yet validation accuracy fell by 8 rows of 24: the
+    # model has not fitted its training set, so the fall is not it memorising that set.
+    train_rows, _ = three_class_24_rows()
+    rows = gap_rows([0.8, 0.9, 0.95], [0.6, 17 / 24, 9 / 24])
+    d = diagnose(train_rows, rows, prior=LN3, n_validation=24)
+    assert d["underfitting"] and not d["overfitting"] and d["verdict"] == "underfitting, small data"
+    assert d["evidence"]["overfitting"].startswith("not reported beside the underfitting")
+    assert "train-sample accuracy 0.95 against validation 0.38" in d["evidence"]["overfitting"]
+
+
+def test_a_plateau_below_the_prior_gives_way_to_overfitting():
+    # Starting from a checkpoint already tuned on the task: the train loss sits at 0.2 from the first steps
+    # (a plateau, far below ln 2) while validation accuracy falls 84 -> 76 on 408 rows. The model did fit
+    # train; "raise lr or epochs" would feed the overfitting.
+    rows, share = gap_rows([0.93, 0.95, 0.97], [0.82, 0.84, 0.76]), {"0": 0.35, "1": 0.65}
+    d = diagnose(train([0.2] * 10), rows, None, share, n_validation=408)
+    assert d["overfitting"] and not d["underfitting"] and d["verdict"] == "overfitting"
+    assert d["evidence"]["underfitting"].startswith("not reported beside the overfitting")
+    assert "train loss plateaued: 0.20 at the start, 0.20 at the end" in d["evidence"]["underfitting"]

@@ -294,25 +294,33 @@ def prior_loss(label_counts: Sequence[int], class_weighted: bool = False, smooth
     return -sum(q * math.log(q) for q in guess if q > 0)
 
 
+def train_loss_ends(train_rows: Sequence[Row]) -> tuple[float, float, int] | None:
+    """(smoothed train loss at the start, at the end, finite values logged); None if none were."""
+    losses = _finite(_column(train_rows, "train_loss"))
+    if not losses:
+        return None
+    window = max(1, min(SMOOTH_WINDOW, len(losses) // 2))  # start and end windows never overlap
+    return median(losses[:window]), median(losses[-window:]), len(losses)
+
+
 def check_underfitting(train_rows: Sequence[Row], prior: float = math.log(2), lr: float = math.nan) -> Finding:
     """Train loss ends near the level of predicting the label prior, or barely moves from its start.
     `lr`: the configured peak lr (params' lr), for the suggestion; NaN: the highest logged one."""
-    losses = _finite(_column(train_rows, "train_loss"))
-    if not losses:
+    ends = train_loss_ends(train_rows)
+    if ends is None:
         return Finding(False, "no finite train loss logged: underfitting cannot be judged")
-    window = max(1, min(SMOOTH_WINDOW, len(losses) // 2))  # start and end windows never overlap
-    start, end = median(losses[:window]), median(losses[-window:])
+    start, end, count = ends
     level = UNDERFIT_FRACTION * prior
     if end > level:
         why = (
             f"final train loss {_fmt(end)} stays above {_fmt(level)} (always predicting the train label "
             f"prior scores {_fmt(prior)})"
         )
-    elif len(losses) >= 2 and end > start * (1 - UNDERFIT_MIN_DROP):
+    elif count >= 2 and end > start * (1 - UNDERFIT_MIN_DROP):
         why = f"train loss plateaued: {_fmt(start)} at the start, {_fmt(end)} at the end"
     else:
         return Finding(False)
-    return Finding(True, f"{why}, over {len(losses)} logged steps", _raise_lr_or_epochs(train_rows, lr))
+    return Finding(True, f"{why}, over {count} logged steps", _raise_lr_or_epochs(train_rows, lr))
 
 
 # --- instability -------------------------------------------------------------------------------
@@ -699,6 +707,26 @@ def diagnose(
             n_validation, train_counts, baseline_test(val_rows, final, majority_rate, n_validation, confusion)
         ),
     }
+    under, over = findings["underfitting"], findings["overfitting"]
+    if under.flagged and over.flagged:
+        # Overfitting is fitting train beyond what carries over to validation; underfitting is not fitting
+        # train. Both at once tell the user to train more and to stop earlier, so one is kept, and the
+        # train loss decides which: still near the level of ignoring the text, the model has not fitted
+        # train (a validation score that gets worse is noise or another cause, not memorising); well
+        # below it and flat (a plateau), it has, and more lr or epochs would feed the overfitting.
+        ends = train_loss_ends(train_rows)
+        if ends is not None and ends[1] > UNDERFIT_FRACTION * prior:
+            findings["overfitting"] = Finding(
+                False,
+                "not reported beside the underfitting: the train loss stayed near the level of ignoring the "
+                f"text, so the model has not fitted train, let alone memorised it; {over.evidence}",
+            )
+        else:
+            findings["underfitting"] = Finding(
+                False,
+                "not reported beside the overfitting: the train loss is well below the level of ignoring the "
+                f"text, so the model fitted train, and more lr or epochs would feed the overfitting; {under.evidence}",
+            )
     if findings["collapsed"].flagged:
         # A one-class model scores the majority rate by definition: the collapse says it all.
         findings["near_baseline"] = Finding(False)
