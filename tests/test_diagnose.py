@@ -612,6 +612,12 @@ def test_tiny_splits_are_flagged_even_when_the_curves_look_fine():
     assert "fewer than 10 rows of class(es) a (2), b (1)" in evidence
     assert "anecdotes" in d["suggestions"]["small_data"]
     assert format_report(d).startswith("Diagnosis: small data")
+    many = {f"topic_{i:02}": 4 for i in range(40)}  # 40 small classes: five named, the rest counted
+    d = diagnose(train(HEALTHY_TRAIN), HEALTHY_VAL, HEALTHY_FINAL, n_validation=200, train_counts=many)
+    assert (
+        "class(es) topic_00 (4), topic_01 (4), topic_02 (4), topic_03 (4), topic_04 (4) and 35 more"
+        in (d["evidence"]["small_data"])
+    )
 
 
 def test_mrpc_sized_splits_are_not_small():

@@ -637,7 +637,8 @@ def check_small_data(
         )
     few = {name: n for name, n in (train_counts or {}).items() if n < MIN_TRAIN_PER_CLASS}
     if few:
-        listed = ", ".join(f"{name} ({n})" for name, n in few.items())
+        listed = ", ".join(f"{name} ({n})" for name, n in list(few.items())[:5])
+        listed += f" and {len(few) - 5} more" if len(few) > 5 else ""
         problems.append(f"train has fewer than {MIN_TRAIN_PER_CLASS} rows of class(es) {listed}")
         fixes.append(f"add labeled train rows ({MIN_TRAIN_PER_CLASS}+ per class)")
     if not problems:
