@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -303,3 +304,14 @@ def test_a_label_with_a_pipe_keeps_the_cards_table_whole():
 
     rows = label_table(["semi;colon|pipe", "b"], {"label_counts": {"train": {"semi;colon|pipe": 3}}}, {})
     assert rows[2] == "| 0 | semi;colon\\|pipe | 3 |  |"
+
+
+def test_tsv_output_is_written_with_quoting_off_as_tsv_is_read(capsys):
+    from textclf.predict import Writer
+
+    writer = Writer(None, ['say "hi"', "b"])  # stdout, tsv
+    writer.write(np.array([[0.75, 0.25]]))
+    assert capsys.readouterr().out.splitlines() == [
+        'row\tprediction\tprediction_id\tprob_say "hi"\tprob_b',
+        '0\tsay "hi"\t0\t0.75\t0.25',
+    ]

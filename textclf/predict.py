@@ -209,7 +209,10 @@ class Writer:
         self.rows, self.parquet = 0, None
         self.out = sys.stdout if self.tmp is None else open(self.tmp, "w", newline="")  # noqa: SIM115
         if self.kind in (".csv", ".tsv"):
-            self.csv = csv.writer(self.out, delimiter="\t" if self.kind == ".tsv" else ",", lineterminator="\n")
+            # tsv with quoting off, as this project reads tsv (and writes data/predictions): a label name
+            # holds no tab or line break (the download stage refuses them), so a quote in one is text
+            tsv = {"delimiter": "\t", "quoting": csv.QUOTE_NONE, "quotechar": None} if self.kind == ".tsv" else {}
+            self.csv = csv.writer(self.out, lineterminator="\n", **tsv)
             self.csv.writerow(self.header)
 
     @staticmethod
