@@ -61,7 +61,7 @@ def main() -> None:
     cut_rows = {s: n for s, n in at_limit(tokenized, p.max_length).items() if n}
     if cut_rows:
         shares = ", ".join(f"{s} {n} of {len(tokenized[s])} ({n / len(tokenized[s]):.0%})" for s, n in cut_rows.items())
-        print(f"tokenize: rows cut at max_length {p.max_length} (their end is not seen): {shares}")
+        print(f"tokenize: rows that reach max_length {p.max_length} (cut there, unless exactly that long): {shares}")
 
 
 if __name__ == "__main__":

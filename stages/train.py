@@ -95,7 +95,8 @@ def main() -> None:
     label_names = data["train"].features["label"].names
     warn_remote_code(p.trust_remote_code)
     check_labels(PRETRAINED, label_names, p.trust_remote_code)
-    weights = class_weights(p.class_weights, label_ids(data["train"]), label_names, p.max_train_samples is not None)
+    cut = p.max_train_samples is not None and len(data["train"]) >= p.max_train_samples  # the cut took rows
+    weights = class_weights(p.class_weights, label_ids(data["train"]), label_names, cut)
     tokenizer = AutoTokenizer.from_pretrained(PRETRAINED, trust_remote_code=p.trust_remote_code)
     from accelerate import PartialState  # knows the rank under torchrun / accelerate launch
 

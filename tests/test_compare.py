@@ -11,6 +11,7 @@ from sklearn.metrics import f1_score
 
 from tests.conftest import tool_env
 from textclf.compare import Experiment, f1_scores, groups, one_per_seed, paired_bootstrap, report
+from textclf.metrics import classification_metrics
 
 LABELS = np.array([0, 1] * 200)
 
@@ -29,6 +30,9 @@ def test_f1_matches_sklearn_binary_and_macro():
     predicted, labels = rng.integers(0, 3, 300), rng.integers(0, 3, 300)
     assert f1_scores(predicted, labels, 3) == pytest.approx(f1_score(labels, predicted, average="macro"))
     assert f1_scores(predicted % 2, labels % 2, 2) == pytest.approx(f1_score(labels % 2, predicted % 2))
+    # classes 36-39 occur in neither: the macro mean skips them, as eval.json's does (metrics.py)
+    refs, preds = np.arange(36), np.zeros(36, dtype=int)
+    assert f1_scores(preds[None], refs[None], 40)[0] == pytest.approx(classification_metrics(preds, refs, 40)["f1"])
 
 
 def test_groups_are_params_except_the_seed_named_by_what_differs():

@@ -14,7 +14,7 @@ from tests.test_params import defaults
 from textclf.columns import label_counts
 from textclf.data import Split, load_hub, load_local
 from textclf.errors import InputError
-from textclf.labels import carve_validation, data_warnings, missing_from_validation, prepare
+from textclf.labels import SPLIT_SEED, carve_validation, data_warnings, missing_from_validation, prepare
 from textclf.params import parse_params
 from textclf.preflight import check_columns
 from textclf.sources import separator_hint
@@ -284,8 +284,8 @@ def test_too_small_to_carve_says_what_to_do():
     [
         ([4] * 40 + [140], 0.1, 30, 17),  # per class rounding held out only the 140-row class: one class
         ([5] * 60, 0.1, 30, 30),  # per class rounding held out nothing ("too few rows")
-        ([5] * 60, 0.15, 45, 45),  # per class, half to even: 60 rows (20%)
-        ([1, 1, 1, 50], 0.5, 26, 1),  # one-row classes keep their row in train; the other gives 26 (share 25)
+        ([5] * 60, 0.15, 60, 60),  # every class has a row: per class rounding as before (0.75 -> 1)
+        ([1, 1, 1, 50], 0.5, 25, 1),  # one-row classes keep their row in train
     ],
 )
 def test_carved_validation_holds_the_fraction_across_small_classes(sizes, fraction, held, classes):
@@ -298,6 +298,19 @@ def test_carved_validation_holds_the_fraction_across_small_classes(sizes, fracti
     assert (per_class > 0).sum() == classes
 
 
+@pytest.mark.parametrize("sizes", [[2474, 1194], [16, 16], [700, 250, 50], [4825, 747], [9, 3, 2]])
+def test_carved_validation_keeps_the_rows_per_class_rounding_chose(sizes):
+    # Where per class rounding gives every class of 2+ rows a validation row, the rows are the ones it
+    # always chose (the rule before the top-up), so runs before and after are judged on the same rows.
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    np.random.default_rng(7).shuffle(labels)
+    rng = np.random.default_rng(SPLIT_SEED)
+    before = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: round(np.sum(labels == c) * 0.1)]
+                                     for c in np.unique(labels)]))  # fmt: skip
+    validation = carve_validation(Dataset.from_dict({"label": labels, "idx": np.arange(len(labels))}), 0.1)[1]
+    assert validation["idx"] == before.tolist()
+
+
 def test_classes_missing_from_validation_are_named(tmp_path):
     rows = [(f"text {i}", f"c{i % 3}") for i in range(30)] + [("rare text", "rare")]
     data, task = prepare(
@@ -307,7 +320,8 @@ def test_classes_missing_from_validation_are_named(tmp_path):
     assert missing_from_validation(data) == ["rare"]
     assert data_warnings(data, task) == [
         "validation has no row of 1 of 4 classes ('rare'), so its scores say nothing about them; train has too "
-        "few of their rows to hold one out: add a validation file, or raise validation_split"
+        "few of their rows (a class's only train row is never held out): add a validation file, or raise "
+        "validation_split"
     ]
 
 

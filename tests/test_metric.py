@@ -36,6 +36,7 @@ def test_macro_averages_skip_classes_absent_from_references_and_predictions():
     assert got["recall"] == pytest.approx(got["accuracy"]) == pytest.approx(1 / 36)
     for name, score in (("f1", f1_score), ("precision", precision_score), ("recall", recall_score)):
         assert got[name] == pytest.approx(score(refs, preds, average="macro", zero_division=0)), name
+    assert classification_metrics([], [], num_labels=3) == {"accuracy": 0.0, "f1": 0.0, "precision": 0.0, "recall": 0.0}
     # A class only predicted (never a reference) still counts, with precision 0, as in scikit-learn.
     got = classification_metrics([0, 1, 3], [0, 1, 1], num_labels=5)
     assert got["precision"] == pytest.approx(precision_score([0, 1, 1], [0, 1, 3], average="macro", zero_division=0))

@@ -41,6 +41,7 @@ def test_unknown_key_is_named_with_a_suggestion():
         ("precision", "fp8", "one of auto"),
         ("epochs", True, "boolean"),
         ("lr", None, "empty"),
+        ("labels", ["ham", "spam", "spam "], "distinct label names"),  # one name once trimmed
     ],
 )
 def test_bad_values_name_the_key(key, value, message):

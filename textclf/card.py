@@ -19,7 +19,7 @@ METRIC_NAMES = {"accuracy": "Accuracy", "f1": "F1", "precision": "Precision", "r
 
 
 def averaging(names: list[str]) -> str:
-    return f"of the positive class '{names[1]}'" if len(names) == 2 else "macro-averaged over the classes"
+    return f"of the positive class '{names[1]}'" if len(names) == 2 else "macro-averaged over the classes present"
 
 
 def model_index(name: str, source: dict, scores: dict, names: list[str]) -> list[dict]:

@@ -142,13 +142,17 @@ def f1_scores(predicted: np.ndarray, labels: np.ndarray, num_labels: int) -> np.
     """F1 per row of `predicted`/`labels` (2-D: draws x rows): of class 1 for a binary task (GLUE's F1),
     macro over classes otherwise, as metrics.py reports it."""
     classes = [1] if num_labels == 2 else range(num_labels)
-    per_class = []
+    per_class, present = [], []
     for c in classes:
         tp = np.sum((predicted == c) & (labels == c), axis=-1)
         fp = np.sum((predicted == c) & (labels != c), axis=-1)
         fn = np.sum((predicted != c) & (labels == c), axis=-1)
         per_class.append(np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0))
-    return np.mean(per_class, axis=0)
+        present.append(2 * tp + fp + fn > 0)
+    if num_labels == 2:
+        return per_class[0]
+    # macro: over the classes in a draw's labels or predictions, as metrics.py averages
+    return np.sum(per_class, axis=0) / np.maximum(np.sum(present, axis=0), 1)
 
 
 def paired_bootstrap(a: list[Experiment], b: list[Experiment], draws: int = 2000, seed: int = 0) -> dict:

@@ -224,7 +224,8 @@ def accuracy_drop_noise(best: float, n_validation: int | None) -> float:
     """How far validation accuracy may fall from its best `best` by chance on n rows (OVERFIT_ACC_DROP)."""
     if not n_validation:
         return OVERFIT_ACC_DROP
-    return max(OVERFIT_ACC_DROP, math.sqrt(2 * best * (1 - best) / n_validation))
+    p = (best * n_validation + 1) / (n_validation + 2)  # Laplace's rule: a best of 20/20 is no certainty
+    return max(OVERFIT_ACC_DROP, math.sqrt(2 * p * (1 - p) / n_validation))
 
 
 def check_accuracy_gap(val_rows: Sequence[Row], n_validation: int | None = None) -> Finding:
@@ -629,7 +630,7 @@ def check_small_data(
         move = 100 / n_validation if n_validation else math.inf
         problems.append(f"validation has {n_validation} rows: one row moves accuracy by {move:.1f} points")
     if baseline is not None and not baseline_judged(baseline):
-        problems.append(f"{_too_few(baseline)} a model from {baseline.baseline} (see near_baseline)")
+        problems.append(f"{_too_few(baseline)} a model from {baseline.baseline}")
     if problems:
         fixes.append(
             f"hold out more validation rows, at least {MIN_VALIDATION_ROWS} and more than a few of each class "
@@ -720,7 +721,7 @@ def diagnose(
             findings["overfitting"] = Finding(
                 False,
                 "not reported beside the underfitting: the train loss stayed near the level of ignoring the "
-                f"text, so the model has not fitted train, let alone memorised it; {over.evidence}",
+                f"text, so training has barely fitted train as a whole; {over.evidence}",
             )
         else:
             findings["underfitting"] = Finding(

@@ -297,25 +297,25 @@ def unknown_label_message(
 
 
 def carve_validation(train: Dataset, fraction: float, seed: int = SPLIT_SEED) -> tuple[Dataset, Dataset]:
-    """Hold out `fraction` of train, stratified by label (seeded); both parts keep train's row order.
+    """Hold out `fraction` of each class of train (seeded); both parts keep train's row order.
 
-    The split holds round(fraction x rows) rows, shared among the classes by largest remainder (each class
-    its fraction of its rows, the leftover rows to the classes closest to another, ties in a seeded order),
-    and never a class's last train row. Rounding each class on its own held out no row of a class with
-    under 5 rows at 0.1, and so nothing of 40 classes of 4 rows: a validation split of one class."""
+    Each class gives its share rounded (half to even), never its last train row. Where that leaves
+    classes of two or more rows out of validation (at 0.1, any class under 5 rows: 40 classes of 4 rows
+    and one of 140 gave a validation split of that one class), they get a row each, those nearest a whole
+    row first (ties in a seeded order), until the split holds its fraction of all rows. Elsewhere the rows
+    are those the per class rounding always chose, so earlier runs are judged on the same rows."""
     labels = label_ids(train)
     rng = np.random.default_rng(seed)
     classes = np.unique(labels)
     members = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
     sizes = np.array([len(m) for m in members])
     quota = sizes * fraction
-    take = np.minimum(np.floor(quota).astype(int), sizes - 1)
-    room = int(min(np.floor(len(train) * fraction + 0.5), np.sum(sizes - 1))) - int(take.sum())
-    if room > 0:  # the leftover rows: largest remainder first, ties in a seeded order
-        tiebreak = np.random.default_rng(seed + 1).permutation(len(classes))
-        order = np.lexsort((tiebreak, -(quota - take)))
-        order = order[take[order] < sizes[order] - 1][:room]
-        take[order] += 1
+    take = np.minimum(np.round(quota).astype(int), sizes - 1)
+    room = int(np.floor(len(train) * fraction + 0.5)) - int(take.sum())
+    left_out = np.flatnonzero((take == 0) & (sizes > 1))
+    if room > 0 and len(left_out):
+        tiebreak = np.random.default_rng(seed + 1).permutation(len(classes))[left_out]
+        take[left_out[np.lexsort((tiebreak, -quota[left_out]))][:room]] = 1
     if take.sum() == 0:
         raise InputError(
             f"train has {len(train)} rows in {len(classes)} classes (the smallest {sizes.min()} rows): "
@@ -380,9 +380,10 @@ def data_warnings(data: DatasetDict, task: Task) -> list[str]:
     if missing:
         shown = ", ".join(map(repr, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         fix = (
-            "add rows of them to the validation file"
+            "add rows of them to the validation split"
             if task.validation == "file"
-            else "train has too few of their rows to hold one out: add a validation file, or raise validation_split"
+            else "train has too few of their rows (a class's only train row is never held out): add a validation "
+            "file, or raise validation_split"
         )
         found.append(
             f"validation has no row of {len(missing)} of {len(task.label_names)} classes ({shown}), so its "

@@ -30,7 +30,7 @@ class ClassificationMetrics(evaluate.Metric):
         present = np.flatnonzero(table.sum(0) + table.sum(1))
         classes = [1] if num_labels == 2 else present.tolist()
         per_class = [class_scores(table, c) for c in classes]
-        precision, recall, f1 = (float(np.mean([x[i] for x in per_class])) for i in range(3))
+        precision, recall, f1 = (float(np.mean([x[i] for x in per_class])) if per_class else 0.0 for i in range(3))
         return {"accuracy": accuracy, "f1": f1, "precision": precision, "recall": recall}
 
 

@@ -147,8 +147,9 @@ RULES = {
     ),
     "label_column": (lambda v: v.strip() != "", "the name of the column that holds the labels"),
     "labels": (
-        lambda v: v is None or (len(v) >= 2 and len(set(v)) == len(v) and all(x.strip() for x in v)),
-        "null (labels in sorted order) or a list of at least two distinct label names, e.g. [ham, spam]",
+        lambda v: v is None or (len(v) >= 2 and len({x.strip() for x in v}) == len(v) and all(x.strip() for x in v)),
+        "null (labels in sorted order) or a list of at least two distinct label names (spaces around a name do "
+        "not count, as in the data), e.g. [ham, spam]",
     ),
     "validation_split": (
         lambda v: 0 < v <= 0.5,
