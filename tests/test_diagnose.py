@@ -165,6 +165,17 @@ def test_underfitting_flagged_on_a_plateau_below_the_level():
     assert f.flagged and "plateaued: 0.49 at the start, 0.47 at the end" in f.evidence
 
 
+def test_two_logged_losses_or_a_fitted_train_sample_are_not_underfitting():
+    # A 20-step run logs two losses: their difference is batch noise, not a plateau (it was flagged, with
+    # "lower lr", for a model that classified every train and validation row right).
+    assert not check_underfitting(train([0.38, 0.62])).flagged
+    # A class-weighted loss can stay near the prior's level while every train-sample row is right.
+    stuck = [0.69, 0.68, 0.68, 0.67, 0.67, 0.67, 0.66, 0.66, 0.66, 0.66]
+    assert check_underfitting(train(stuck)).flagged
+    f = check_underfitting(train(stuck), train_sample_accuracy=1.0)
+    assert not f.flagged and "train sample is classified at 1.000: fitted" in f.evidence
+
+
 def test_underfitting_suggests_lowering_an_already_high_lr():
     f = check_underfitting(train([0.69] * 8, lr=1e-2))
     assert f.flagged and "lower lr" in f.suggestion and "raise" not in f.suggestion

@@ -112,7 +112,7 @@ def test_a_label_train_never_shows_is_named_with_its_split(tmp_path):
 
 
 def test_a_blank_or_missing_label_names_the_row(tmp_path):
-    rows = [*SMS[:2], (" ", "no label here"), *SMS[2:]]
+    rows = [*SMS[:2], (" \u200b", "no label here"), *SMS[2:]]  # a zero-width space is blank too
     with pytest.raises(InputError, match=r"train.csv: row 3 has no label \(1 row\(s\) without one\)"):
         run(write_sms(tmp_path / "blank", rows), ["message"], "category")
     frame = pd.DataFrame({"text": ["a", "b", "c", "d"], "label": [1, 0, None, 1]})  # pandas: 1.0, 0.0, NaN
@@ -318,10 +318,14 @@ def test_classes_missing_from_validation_are_named(tmp_path):
         ["t"], "y", None, 0.1,
     )  # fmt: skip
     assert missing_from_validation(data) == ["rare"]
+    nfd = unicodedata.normalize("NFD", "négatif")
+    assert data_warnings(data, task._replace(label_names=["négatif", nfd]))[-1].startswith(
+        "labels 'n\\xe9gatif' and 'ne\\u0301gatif' differ only"  # the same look: their code points shown
+    )
     assert data_warnings(data, task) == [
-        "validation has no row of 1 of 4 classes ('rare'), so its scores say nothing about them; train has too "
-        "few of their rows (a class's only train row is never held out): add a validation file, or raise "
-        "validation_split"
+        "validation has no row of 1 of 4 classes ('rare'), so its scores say nothing about them; "
+        "validation_split's share of train ran out before them (and a class's only train row is never held "
+        "out): add a validation file, or raise validation_split"
     ]
 
 

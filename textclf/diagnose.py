@@ -47,8 +47,13 @@ OVERFIT_ACC_DROP = 0.01
 # 1.099). A final train loss above 95% of that means little was learned beyond the prior. (For MRPC
 # that is 0.60, the fixed level this check used when the pipeline knew only MRPC.)
 UNDERFIT_FRACTION = 0.95
-# A train loss that ends less than 10% below where it started has plateaued from the first steps.
+# A train loss that ends less than 10% below where it started has plateaued from the first steps. It
+# takes two full smoothing windows of logged losses to say so: two single logged values (a run of 20
+# steps) differ by batch noise alone.
 UNDERFIT_MIN_DROP = 0.10
+# A train sample classified this well has been fitted, whatever its loss (a class-weighted loss may
+# stay near the prior's level while every row is on its right side): not underfitting.
+UNDERFIT_FITTED_ACCURACY = 0.99
 
 # One logged train loss averages only `logging_steps` batches, so "the loss at some point" is the
 # median of up to this many logged values: the median ignores a lone spike (reported as instability).
@@ -174,7 +179,7 @@ def _lr_text(lr: float) -> str:
 
 
 def _where(row: Row) -> str:
-    return f"step {row.get('step', '?')} (epoch {_num(row.get('epoch')):g})"
+    return f"step {row.get('step', '?')} (epoch {round(_num(row.get('epoch')), 2):g})"
 
 
 def peak_lr(train_rows: Sequence[Row]) -> float:
@@ -312,8 +317,14 @@ def train_loss_ends(train_rows: Sequence[Row]) -> tuple[float, float, int] | Non
     return median(losses[:window]), median(losses[-window:]), len(losses)
 
 
-def check_underfitting(train_rows: Sequence[Row], prior: float = math.log(2), lr: float = math.nan) -> Finding:
-    """Train loss ends near the level of predicting the label prior, or barely moves from its start.
+def check_underfitting(
+    train_rows: Sequence[Row],
+    prior: float = math.log(2),
+    lr: float = math.nan,
+    train_sample_accuracy: float = math.nan,
+) -> Finding:
+    """Train loss ends near the level of predicting the label prior, or barely moves from its start,
+    unless the train sample (its accuracy at the last evaluation) is classified all but perfectly.
     `lr`: the configured peak lr (params' lr), for the suggestion; NaN: the highest logged one."""
     ends = train_loss_ends(train_rows)
     if ends is None:
@@ -325,10 +336,16 @@ def check_underfitting(train_rows: Sequence[Row], prior: float = math.log(2), lr
             f"final train loss {_fmt(end)} stays above {_fmt(level)} (always predicting the train label "
             f"prior scores {_fmt(prior)})"
         )
-    elif count >= 2 and end > start * (1 - UNDERFIT_MIN_DROP):
+    elif count >= 2 * SMOOTH_WINDOW and end > start * (1 - UNDERFIT_MIN_DROP):
         why = f"train loss plateaued: {_fmt(start)} at the start, {_fmt(end)} at the end"
     else:
         return Finding(False)
+    if train_sample_accuracy >= UNDERFIT_FITTED_ACCURACY:
+        return Finding(
+            False,
+            f"{why}, over {count} logged steps, but the train sample is classified at "
+            f"{train_sample_accuracy:.3f}: fitted, not underfitting",
+        )
     return Finding(True, f"{why}, over {count} logged steps", _raise_lr_or_epochs(train_rows, lr))
 
 
@@ -716,7 +733,9 @@ def diagnose(
             confusion,
         ),
         "unstable": check_unstable(train_rows, val_rows),
-        "underfitting": check_underfitting(train_rows, prior, peak),
+        "underfitting": check_underfitting(
+            train_rows, prior, peak, _num(val_rows[-1].get("train_sample_accuracy")) if val_rows else math.nan
+        ),
         "overfitting": overfitting(train_rows, val_rows, n_validation),
         "small_data": check_small_data(
             n_validation, train_counts, baseline_test(val_rows, final, majority_rate, n_validation, confusion)

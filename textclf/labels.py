@@ -171,7 +171,7 @@ def label_strings(ds: Dataset, origin: str) -> pa.ChunkedArray:
     ):  # fmt: skip
         raise InputError(f"{origin}: label column holds {kind}; expected strings or integers.")
     text = pc.utf8_trim_whitespace(pc.cast(values, pa.string()))
-    return pc.if_else(pc.equal(pc.utf8_length(text), 0), pa.scalar(None, pa.string()), text)
+    return pc.if_else(pc.match_substring_regex(text, BLANK_REGEX), pa.scalar(None, pa.string()), text)
 
 
 def label_order(train: Dataset, train_labels: pa.ChunkedArray, labels: list[str] | None) -> list[str]:
@@ -382,16 +382,20 @@ def data_warnings(data: DatasetDict, task: Task) -> list[str]:
         fix = (
             "add rows of them to the validation split"
             if task.validation == "file"
-            else "train has too few of their rows (a class's only train row is never held out): add a validation "
-            "file, or raise validation_split"
+            else "validation_split's share of train ran out before them (and a class's only train row is never "
+            "held out): add a validation file, or raise validation_split"
         )
         found.append(
             f"validation has no row of {len(missing)} of {len(task.label_names)} classes ({shown}), so its "
             f"scores say nothing about them; {fix}"
         )
     for group in lookalike_labels(task.label_names):
+        shown = [repr(n) for n in group]
+        if len({unicodedata.normalize("NFC", r) for r in shown}) < len(shown):  # one look (an accent typed
+            # as a character of its own): their code points tell them apart
+            shown = [ascii(n) for n in group]
         found.append(
-            f"labels {' and '.join(map(repr, group))} differ only in case, spacing, Unicode form, invisible "
+            f"labels {' and '.join(shown)} differ only in case, spacing, Unicode form, invisible "
             "characters or how a number is written, so they are separate classes; if they are one class, spell "
             "it one way in the data"
         )

@@ -87,7 +87,10 @@ def read_chunks(source: str, columns: list[str]) -> Iterator[list[tuple[str, ...
     if not path.is_file():
         raise InputError(f"input {source} does not exist (give a csv, tsv, json, jsonl or parquet file, or -).")
     if path.suffix not in INPUT_FORMATS:
-        raise InputError(f"input {source}: unknown format {path.suffix!r}; use one of {', '.join(INPUT_FORMATS)}.")
+        stdin = "; for stdin, give -" if not path.suffix else ""  # e.g. /dev/stdin from a redirect
+        raise InputError(
+            f"input {source}: unknown format {path.suffix!r}; use one of {', '.join(INPUT_FORMATS)}{stdin}."
+        )
     if path.stat().st_size == 0:
         raise InputError(f"input {source} is empty.")
     if path.suffix == ".parquet":
@@ -142,7 +145,10 @@ def json_chunks(path: Path, columns: list[str]) -> Iterator[list[tuple[str, ...]
         for n, record in enumerate(records, start=1):
             if n == 1:
                 missing(list(record), columns, str(path))
-            chunk.append(tuple(record.get(c) for c in columns))
+            absent = [c for c in columns if c not in record]
+            if absent:  # a later row without the field (None would read as an empty text)
+                raise InputError(f"{path}: row {n} has no {absent[0]!r} field; every row needs its text.")
+            chunk.append(tuple(record[c] for c in columns))
             if len(chunk) == CHUNK:
                 yield chunk
                 chunk = []
