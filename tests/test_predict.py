@@ -128,8 +128,10 @@ def test_other_formats_in_and_out(trained, tmp_path, fmt):
         (lambda d: d, "is not a file (give a csv, tsv, json, jsonl or parquet file; stdin: -)"),
         (lambda d: (d / "x").write_text("a,b\n") and d / "x", "unknown format ''; use one of .csv"),
         (
-            lambda d: (d / "x.jsonl").write_text('{"sentence1": "a", "sentence2": "b"}\n{"sentence1": "c"}\n')
-            and d / "x.jsonl",
+            lambda d: (
+                (d / "x.jsonl").write_text('{"sentence1": "a", "sentence2": "b"}\n{"sentence1": "c"}\n')
+                and d / "x.jsonl"
+            ),
             "x.jsonl: row 2 has no 'sentence2' field",
         ),
         (  # a number where a text should be: it was a traceback
