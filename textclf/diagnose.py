@@ -611,7 +611,12 @@ def check_near_baseline(
     not clearly above chance, since such a run gives up plain accuracy for the smaller classes. Where the
     validation split is too small for the line to tell a model from the baseline (baseline_judged), a note
     says so instead, and flags nothing."""
-    test = baseline_test(val_rows, final, majority_rate, n_validation, confusion)
+    return judge_near_baseline(baseline_test(val_rows, final, majority_rate, n_validation, confusion), n_train)
+
+
+def judge_near_baseline(test: BaselineTest | None, n_train: int | None = None) -> Finding:
+    """check_near_baseline's finding from its comparison (baseline_test), which diagnose also hands to
+    check_small_data."""
     if test is None or test.score >= test.needed - 1e-9:
         return Finding(False)
     what, score, level, n, needed = test.what, test.score, test.level, test.n, test.needed
@@ -720,26 +725,18 @@ def diagnose(
     counts = [c for c in (train_counts or {}).values() if c]
     # The smallest class's share of train, for a run that does not weigh classes (confusion is None).
     unweighted_share = min(counts) / sum(counts) if len(counts) > 1 and confusion is None else None
+    baseline = baseline_test(val_rows, final, majority_rate, n_validation, confusion)  # near_baseline, small_data
     findings = {
         "collapsed": check_collapsed(
             val_rows, final, predicted_share, majority_rate, peak, last_step(train_rows), unweighted_share
         ),
-        "near_baseline": check_near_baseline(
-            val_rows,
-            final,
-            majority_rate,
-            n_validation,
-            sum(train_counts.values()) if train_counts else None,
-            confusion,
-        ),
+        "near_baseline": judge_near_baseline(baseline, sum(train_counts.values()) if train_counts else None),
         "unstable": check_unstable(train_rows, val_rows),
         "underfitting": check_underfitting(
             train_rows, prior, peak, _num(val_rows[-1].get("train_sample_accuracy")) if val_rows else math.nan
         ),
         "overfitting": overfitting(train_rows, val_rows, n_validation),
-        "small_data": check_small_data(
-            n_validation, train_counts, baseline_test(val_rows, final, majority_rate, n_validation, confusion)
-        ),
+        "small_data": check_small_data(n_validation, train_counts, baseline),
     }
     under, over = findings["underfitting"], findings["overfitting"]
     if under.flagged and over.flagged:
