@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from statistics import mean, median
 from typing import Any, NamedTuple
 
+from textclf.errors import first_few
+
 Row = Mapping[str, Any]
 
 # --- overfitting -------------------------------------------------------------------------------
@@ -673,8 +675,7 @@ def check_small_data(
         )
     few = {name: n for name, n in (train_counts or {}).items() if n < MIN_TRAIN_PER_CLASS}
     if few:
-        listed = ", ".join(f"{name} ({n})" for name, n in list(few.items())[:5])
-        listed += f" and {len(few) - 5} more" if len(few) > 5 else ""
+        listed = first_few([f"{name} ({n})" for name, n in few.items()], show=str)
         problems.append(f"train has fewer than {MIN_TRAIN_PER_CLASS} rows of class(es) {listed}")
         fixes.append(f"add labeled train rows ({MIN_TRAIN_PER_CLASS}+ per class)")
     if not problems:

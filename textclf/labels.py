@@ -24,7 +24,7 @@ from datasets import ClassLabel, Dataset, DatasetDict
 
 from textclf.columns import BLANK_REGEX, IDX, LABEL, TEXT, TEXT_PAIR, label_ids
 from textclf.data import Split
-from textclf.errors import InputError
+from textclf.errors import InputError, first_few, short_repr
 from textclf.sources import missing_column, missing_column_message
 
 # The validation rows carved from train are the same in every experiment, whatever its `seed`, so
@@ -119,10 +119,9 @@ def check_texts(ds: Dataset, column: str, what: str) -> None:
         if found is None:
             raise InputError(f"{what} holds {values.type}, not text. Is text_columns right?")
         row, value = found
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         raise InputError(
-            f"{what}: row {row} holds {shown} ({type(value).__name__}), not a text; every row needs its text as "
-            "a string (is text_columns right?)"
+            f"{what}: row {row} holds {short_repr(value)} ({type(value).__name__}), not a text; every row needs "
+            "its text as a string (is text_columns right?)"
         )
     count = row = 0
     for start in range(0, len(values), CHECK_ROWS):  # in slices: bounded memory for the masks
@@ -378,7 +377,7 @@ def data_warnings(data: DatasetDict, task: Task) -> list[str]:
             )
     missing = missing_from_validation(data)
     if missing:
-        shown = ", ".join(map(repr, missing[:5])) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        shown = first_few(missing)
         fix = (
             "add rows of them to the validation split"
             if task.validation == "file"

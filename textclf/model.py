@@ -10,7 +10,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from textclf.console import describe_load, without_load_report
-from textclf.errors import InputError
+from textclf.errors import InputError, first_few
 from textclf.frozen import attach as attach_frozen_cache
 from textclf.heads import classifier_class
 from textclf.params import Params, refused
@@ -176,7 +176,7 @@ def class_weights(mode: str, label_ids: np.ndarray, names: list[str], cut: bool 
     found = np.bincount(label_ids, minlength=len(names))
     if (found == 0).any():
         absent = [n for n, k in zip(names, found, strict=True) if not k]
-        shown = ", ".join(map(repr, absent[:5])) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+        shown = first_few(absent)
         why = (
             "max_train_samples cut them out: raise it (or empty it for all rows), or set class_weights: none"
             if cut

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from textclf.columns import is_blank
-from textclf.errors import InputError
+from textclf.errors import InputError, short_repr
 from textclf.files import read_json, weights_sha256
 from textclf.inference import softmax
 from textclf.paths import EXPORT, MODEL, TASK_FILE
@@ -191,10 +191,9 @@ def check_texts(rows: list[tuple], offset: int, columns: list[str], source: str)
             if text is None or (isinstance(text, str) and is_blank(text)):
                 raise InputError(f"{where}: row {n} has an empty {column!r}; every row needs its text.")
             if not isinstance(text, str):
-                shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:37] + "..."
                 raise InputError(
-                    f"{where}: row {n}: {column!r} holds {shown} ({type(text).__name__}), not a text; every "
-                    "row needs its text as a string."
+                    f"{where}: row {n}: {column!r} holds {short_repr(text)} ({type(text).__name__}), not a text; "
+                    "every row needs its text as a string."
                 )
 
 
