@@ -8,7 +8,7 @@ from stages import run_stage
 from textclf.columns import TEXT, TEXT_PAIR
 from textclf.console import library_bars
 from textclf.files import atomic_dir
-from textclf.params import ensure_unchanged, load_params, refused
+from textclf.params import ensure_unchanged, load_params, max_length_refused
 from textclf.paths import PRETRAINED, RAW, TOKENIZED
 from textclf.security import warn_remote_code
 
@@ -43,8 +43,7 @@ def at_limit(data: DatasetDict, max_length: int) -> dict[str, int]:
 def check_max_length(max_length: int, tokenizer) -> None:
     limit = tokenizer.model_max_length
     if limit and limit < 10**6 and max_length > limit:
-        message = f"max_length: {max_length} exceeds this model's limit of {limit} tokens; lower it."
-        raise refused(message, "max_length", max_length)
+        raise max_length_refused(max_length, limit)
 
 
 def main() -> None:

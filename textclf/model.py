@@ -13,7 +13,7 @@ from textclf.console import describe_load, without_load_report
 from textclf.errors import InputError, first_few
 from textclf.frozen import attach as attach_frozen_cache
 from textclf.heads import classifier_class
-from textclf.params import Params, refused
+from textclf.params import Params, freeze_layers_refused
 from textclf.paths import PRETRAINED
 
 
@@ -127,7 +127,7 @@ def freeze_bottom_layers(model: torch.nn.Module, n: int, freeze_embeddings: bool
     if layers is None:
         raise InputError(f"freeze_layers: {type(model).__name__} has no base_model.encoder.layer; set it to 0.")
     if n > len(layers):
-        raise refused(f"freeze_layers: {n} exceeds the model's {len(layers)} layers.", "freeze_layers", n)
+        raise freeze_layers_refused(n, len(layers))
     for layer in layers[:n]:
         layer.requires_grad_(False)
     if freeze_embeddings:

@@ -304,11 +304,28 @@ def how_to_restore(e: ParamsError, committed: dict[str, Any] | None) -> str:
     )
 
 
+def with_restore_hint(e: ParamsError, path: Path = PARAMS_FILE) -> ParamsError:
+    """`e` followed by how to undo the value DVC wrote into params.yaml (how_to_restore)."""
+    return ParamsError(f"{e} {how_to_restore(e, committed_params(path))}", e.key, e.line)
+
+
 def refused(message: str, key: str, value: Any, path: Path = PARAMS_FILE) -> ParamsError:
     """The error for a value that parsed but that the data or model rules out (max_length beyond the
-    model's positions): the message, then how to undo the value DVC wrote into params.yaml."""
-    e = ParamsError(message, key, yaml_line(key, value))
-    return ParamsError(f"{message} {how_to_restore(e, committed_params(path))}", e.key, e.line)
+    model's positions), with the restore hint every refused value gets."""
+    return with_restore_hint(ParamsError(message, key, yaml_line(key, value)), path)
+
+
+def max_length_refused(max_length: int, limit: int) -> ParamsError:
+    """max_length beyond the model's positions (checked before work for a local model, and again by the
+    tokenize stage for one from the Hub)."""
+    return refused(
+        f"max_length: {max_length} exceeds this model's limit of {limit} tokens; lower it.", "max_length", max_length
+    )
+
+
+def freeze_layers_refused(n: int, layers: int) -> ParamsError:
+    """freeze_layers beyond the model's layers (checked as max_length is)."""
+    return refused(f"freeze_layers: {n} exceeds the model's {layers} layers.", "freeze_layers", n)
 
 
 def committed_params(path: Path = PARAMS_FILE) -> dict[str, Any] | None:
@@ -345,7 +362,7 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     try:
         p = parse_params(read_raw(path))
     except ParamsError as e:
-        raise ParamsError(f"{e} {how_to_restore(e, committed_params(path))}", e.key, e.line) from None
+        raise with_restore_hint(e, path) from None
     _loaded[path.resolve()] = p
     return p
 

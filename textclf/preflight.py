@@ -12,7 +12,7 @@ from pathlib import Path
 
 from textclf.errors import InputError
 from textclf.files import read_json
-from textclf.params import Params, refused
+from textclf.params import Params, freeze_layers_refused, max_length_refused
 from textclf.pretrained import local_model
 from textclf.sources import (
     find_split_files,
@@ -66,12 +66,10 @@ def check_model(p: Params) -> None:
     config = read_json(config_file)
     layers = config.get("num_hidden_layers") or config.get("n_layers")
     if layers is not None and p.freeze_layers > layers:
-        message = f"freeze_layers: {p.freeze_layers} exceeds the model's {layers} layers."
-        raise refused(message, "freeze_layers", p.freeze_layers)
+        raise freeze_layers_refused(p.freeze_layers, layers)
     limit = model_max_length(folder, config)
     if limit is not None and p.max_length > limit:
-        message = f"max_length: {p.max_length} exceeds this model's limit of {limit} tokens; lower it."
-        raise refused(message, "max_length", p.max_length)
+        raise max_length_refused(p.max_length, limit)
 
 
 def model_max_length(folder: Path, config: dict) -> int | None:
