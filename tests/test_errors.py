@@ -38,6 +38,16 @@ def test_model_folder_without_weights(tmp_path):
         copy_checkpoint(tmp_path, tmp_path / "out")
 
 
+def test_model_folder_without_a_tokenizer(tmp_path):
+    # transformers would build an empty vocabulary that reads every word as [UNK], with no error
+    BertForSequenceClassification(tiny_config()).save_pretrained(tmp_path)
+    with pytest.raises(InputError, match=r"has no tokenizer \(none of tokenizer.json, vocab.txt"):
+        copy_checkpoint(tmp_path, tmp_path / "out")
+    (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n")
+    (tmp_path / "out").mkdir()
+    assert "model.safetensors" in copy_checkpoint(tmp_path, tmp_path / "out")
+
+
 def test_hub_model_offline_says_how_to_point_at_a_local_copy(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(InputError, match=r"Hub can't be reached .*no local folder .* either. Point `model` at"):
@@ -88,6 +98,7 @@ def test_pickle_only_checkpoint_converts_with_allow_pickle(tmp_path):
     model.save_pretrained(src)
     torch.save(model.state_dict(), src / "pytorch_model.bin")
     (src / "model.safetensors").unlink()
+    (src / "vocab.txt").write_text("[PAD]\n[UNK]\n")
     dst = tmp_path / "dst"
     dst.mkdir()
     hashes = copy_checkpoint(src, dst, allow_pickle=True)
@@ -183,6 +194,7 @@ def test_sharded_safetensors_are_copied(tmp_path):
 
     src = tmp_path / "src"
     BertForSequenceClassification(tiny_config()).save_pretrained(src, max_shard_size="20KB")
+    (src / "vocab.txt").write_text("[PAD]\n[UNK]\n")
     assert (src / "model.safetensors.index.json").exists()
     out = tmp_path / "out"
     out.mkdir()

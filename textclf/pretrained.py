@@ -22,6 +22,9 @@ MODEL_FILES = [  # config and tokenizer; weights are found by safetensors_files(
     "spiece.model",
     "sentencepiece.bpe.model",
 ]
+# A tokenizer needs one of these: without any, transformers builds an empty vocabulary that reads
+# every word as [UNK], with no error.
+TOKENIZER_VOCABULARIES = ["tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model"]
 
 
 def local_model(model: str) -> Path | None:
@@ -64,6 +67,21 @@ def model_source(model: str) -> Path:
         ) from None
 
 
+def check_model_files(folder: Path, weights: bool = True) -> None:
+    """A folder a classifier and its tokenizer load from: config.json, a tokenizer vocabulary, and
+    (with `weights`) safetensors weights; an error naming the first that is missing."""
+    if not (folder / "config.json").exists():
+        raise InputError(f"{folder} is not a model folder: it has no config.json.")
+    if not any((folder / name).exists() for name in TOKENIZER_VOCABULARIES):
+        raise InputError(
+            f"{folder} has no tokenizer (none of {', '.join(TOKENIZER_VOCABULARIES)}): copy the tokenizer "
+            "files along with the model (the whole folder the pipeline wrote)."
+        )
+    if weights and not safetensors_files(folder):
+        onnx = " (it holds an ONNX export: use --backend onnx)" if (folder / "model.onnx").exists() else ""
+        raise InputError(f"{folder} has no weights (model.safetensors){onnx}.")
+
+
 def copy_checkpoint(src: Path, dst: Path, allow_pickle: bool = False, remote_code: bool = False) -> dict[str, str]:
     """Copy config, safetensors weights and tokenizer files (and the checkpoint's *.py files only with
     trust_remote_code); return {file: sha256}. Downstream stages only ever load safetensors."""
@@ -87,6 +105,7 @@ def copy_checkpoint(src: Path, dst: Path, allow_pickle: bool = False, remote_cod
             )
         convert_pickled(src / "pytorch_model.bin", dst / "model.safetensors")
         weights = ["model.safetensors"]
+    check_model_files(src, weights=False)  # the weights were found (or converted) above
     names = MODEL_FILES + weights + (sorted(p.name for p in src.glob("*.py")) if remote_code else [])
     hashes = {}
     for name in names:
