@@ -4,10 +4,10 @@ streamed through scratch. (Choosing columns and labels: test_labels.py.)"""
 import pytest
 
 from tests.conftest import LABELED_HEADER, ROWS, SHARED_MRPC, TEST_HEADER, tsv
-from textclf.data import decode_utf8, load_local, parse_mrpc_tsv
+from textclf.data import load_local, parse_mrpc_tsv
 from textclf.errors import InputError
 from textclf.pretrained import copy_checkpoint
-from textclf.sources import find_split_files
+from textclf.sources import decode_utf8, find_split_files
 
 
 def test_bom_and_unbalanced_quotes_keep_every_row():
@@ -241,3 +241,25 @@ def test_a_file_in_another_encoding_or_with_a_stray_quote_gets_the_fix(tmp_path,
     (tmp_path / "train.csv").write_bytes(data)
     with pytest.raises(InputError, match=message):
         load_local(tmp_path, tmp_path / "scratch")
+
+
+@pytest.mark.parametrize(
+    "data, line, merged",
+    [
+        (b'text\ngreat film\n"Best movie ever\nterrible acting\nboring plot\n', 3, 2),  # one column: no field count
+        (b'text,label\ngood,pos\nok,"neg\nbad,neg\nfine,pos\n', 3, 2),  # the last column runs on
+        (b'text\nfine\n"she said ""no""\nlast\r\n', 3, 1),  # doubled quotes inside, CRLF
+    ],
+)
+def test_a_quote_that_never_closes_is_refused_not_merged(tmp_path, data, line, merged):
+    """pyarrow reads an unclosed quote as a text running to the end of the file: the rows after it merged
+    into one with no error, whenever the row still had the header's field count."""
+    (tmp_path / "train.csv").write_bytes(data)
+    with pytest.raises(InputError, match=rf"train.csv: line {line} opens a quoted text .* never closes, so the "
+                       rf"{merged} line\(s\) after it were read as part of that text"):  # fmt: skip
+        load_local(tmp_path, tmp_path / "scratch")
+
+
+def test_a_quoted_text_with_line_breaks_at_the_end_of_the_file_is_read(tmp_path):
+    (tmp_path / "train.csv").write_bytes(b'text\ngood\n"two\nlines ""q"""\n')
+    assert load_local(tmp_path, tmp_path / "scratch")["train"].rows["text"] == ["good", 'two\nlines "q"']

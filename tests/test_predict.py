@@ -43,6 +43,11 @@ def pairs_csv(path: Path, rows=PAIRS, columns=("sentence1", "sentence2")) -> Pat
     return path
 
 
+def put(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
 def test_predict_a_csv_with_label_names_and_probabilities(trained, tmp_path):
     out = textclf("predict", str(pairs_csv(tmp_path / "new.csv")), "--output", str(tmp_path / "p.csv"), cwd=trained)
     assert out.returncode == 0, out.stderr
@@ -142,6 +147,27 @@ def test_other_formats_in_and_out(trained, tmp_path, fmt):
             lambda d: (d / "x.tsv").write_text("sentence1\tsentence2\na\tb\nc\td\te\n") and d / "x.tsv",
             "line 3 has 3 fields where the header has 2",
         ),
+        # JSON that is not rows of objects, and bytes that are not UTF-8: each was a traceback
+        (
+            lambda d: put(d / "x.jsonl", b'{"sentence1": "a", "sentence2": "b"}\n{"sentence1": "c\n'),
+            "x.jsonl: line 2 is not valid JSON",
+        ),
+        (
+            lambda d: put(d / "x.json", b'{\n "sentence1": "a",\n "sentence2": "b"\n}\n'),
+            "line 1 is not valid JSON (Expecting property name",
+        ),
+        (
+            lambda d: put(d / "x.jsonl", b'{"sentence1": "caf\xe9", "sentence2": "b"}\n'),
+            "x.jsonl: line 1 is not UTF-8 (byte 0xe9)",
+        ),
+        (lambda d: put(d / "x.json", b"[1, 2]"), "x.json: row 1 is 1, not an object"),
+        (lambda d: put(d / "x.json", b'["a", "b"]'), "x.json: row 1 is 'a', not an object"),
+        (lambda d: put(d / "x.json", b'[{"sentence1": "a",'), "x.json is not valid JSON"),
+        # a quote that never closes: the rows after it had merged into one, with no error
+        (
+            lambda d: put(d / "x.csv", b'sentence1,sentence2\na,b\nc,"d\ne,f\ng,h\n'),
+            "x.csv: line 3 opens a quoted text",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_no_output(trained, tmp_path, make, message):
@@ -167,6 +193,82 @@ def test_bad_options_are_one_line(trained, tmp_path, options, message):
     out = textclf("predict", str(pairs_csv(tmp_path / "x.csv")), *options, cwd=trained)
     assert out.returncode == 1 and message in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: ")
+
+
+def test_a_bom_at_the_start_of_json_lines_is_read(trained, tmp_path):
+    source = put(tmp_path / "x.jsonl", b'\xef\xbb\xbf{"sentence1": "a", "sentence2": "b"}\n')
+    out = textclf("predict", str(source), cwd=trained)
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 2, out.stderr
+
+
+def test_stdin_that_is_not_utf8_is_one_line(trained):
+    cmd = [sys.executable, "-m", "textclf.cli", "predict", "-"]
+    out = subprocess.run(cmd, cwd=trained, env=tool_env(), input=b"a\tb\ncaf\xe9\tx\n", capture_output=True)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.decode().startswith("error: stdin: line 2 is not UTF-8 (byte 0xe9): convert it on the way")
+
+
+def test_the_input_file_is_never_the_output(trained, tmp_path):
+    source = pairs_csv(tmp_path / "x.csv")
+    before = source.read_bytes()
+    out = textclf("predict", str(source), "--output", str(tmp_path / "." / "x.csv"), cwd=trained)
+    assert out.returncode == 1 and "is the input file: give another file" in out.stderr, out.stderr
+    assert source.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "keep, message",
+    [
+        (["config.json", "textclf.json", "model.safetensors"], "has no tokenizer (none of tokenizer.json, vocab.txt"),
+        (
+            ["config.json", "textclf.json", "tokenizer.json", "tokenizer_config.json"],
+            "has no weights (model.safetensors)",
+        ),
+        (["textclf.json", "tokenizer.json"], "is not a model folder: it has no config.json"),
+    ],
+)
+def test_a_model_folder_missing_files_is_refused(trained, tmp_path, keep, message):
+    """Without its tokenizer files transformers built an empty vocabulary (every word [UNK]) and predict
+    gave other probabilities with no error; without weights it was an OSError traceback."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in keep:
+        shutil.copy(trained / "data/model" / name, folder / name)
+    out = textclf("predict", str(pairs_csv(tmp_path / "x.csv")), "--model", str(folder), cwd=trained)
+    assert out.returncode == 1 and message in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_model_folder_with_a_broken_config_is_one_line(trained, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(trained / "data/model", folder)
+    (folder / "config.json").write_text("{")
+    out = textclf("predict", str(pairs_csv(tmp_path / "x.csv")), "--model", str(folder), cwd=trained)
+    assert out.returncode == 1 and "config.json is not valid JSON" in out.stderr, out.stderr
+
+
+def test_sigterm_leaves_no_temporary_output(trained, tmp_path, monkeypatch):
+    """kill (SIGTERM) mid-run ends predict as Ctrl-C does: exit 143, no hidden .out.csv.tmp left."""
+    import os
+    import signal
+
+    from textclf import cli
+    from textclf.predict import Predictor
+
+    def killed(self, rows):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return np.full((len(rows), 2), 0.5)
+
+    monkeypatch.setattr(Predictor, "__call__", killed)
+    monkeypatch.chdir(trained)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(["predict", str(pairs_csv(tmp_path / "x.csv")), "--output", str(tmp_path / "out.csv")])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.code == 143
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.csv"]
 
 
 def test_stdin_ignores_blank_lines_at_the_end_but_not_between_texts(trained):

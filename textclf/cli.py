@@ -9,6 +9,7 @@ Each has --help. Bad input ends in one `error: ...` line and exit code 1.
 """
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def parser() -> argparse.ArgumentParser:
         default="torch",
         help="torch (bf16 where supported), or an export folder's onnx / onnx-int8 model",
     )
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="rows per forward pass (default: 64)")
     p.add_argument("--text-columns", nargs="+", default=None, help="override the model's text columns")
     p.set_defaults(func=predict)
 
@@ -148,8 +149,17 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, a job scheduler) ends a command as Ctrl-C does: its temporary output removed."""
+
+
+def terminated(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, terminated)
     try:
         args.func(args)
     except InputError as e:
@@ -161,8 +171,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("error: dvc is not on PATH: activate the project's environment first (. .venv/bin/activate)")
     except BrokenPipeError:  # `textclf predict ... | head`
         sys.stderr.close()
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        sys.exit(143 if isinstance(e, Terminated) else 130)
 
 
 if __name__ == "__main__":

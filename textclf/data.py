@@ -18,11 +18,11 @@ from textclf.sources import (
     MRPC_LABELED_HEADER,
     MRPC_TEST_HEADER,
     SPLIT_NAMES,
+    decode_utf8,
     find_split_files,
     has_rows,
     hub_unreachable,
     is_mrpc_tsv,
-    not_utf8_message,
     require_folder,
     user_path,
 )
@@ -34,15 +34,6 @@ MRPC_LABELS = ["not_equivalent", "equivalent"]  # GLUE's order: label 1 means pa
 class Split(NamedTuple):
     rows: Dataset
     origin: str  # a file path or "Hub dataset X split Y": what an error message names
-
-
-def decode_utf8(data: bytes, name: str) -> str:
-    data = data.removeprefix(b"\xef\xbb\xbf")  # MRPC's train.tsv starts with a BOM
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise InputError(not_utf8_message(Path(name), line, data[e.start])) from None
 
 
 def parse_mrpc_tsv(text: str, name: str) -> dict[str, list]:

@@ -22,7 +22,8 @@ from textclf.errors import InputError, short_repr
 from textclf.files import read_json, weights_sha256
 from textclf.inference import softmax
 from textclf.paths import EXPORT, MODEL, TASK_FILE
-from textclf.sources import is_mrpc_tsv, separator_hint
+from textclf.pretrained import check_model_files
+from textclf.sources import decode_utf8, is_mrpc_tsv, separator_hint
 from textclf.tables import open_delimited
 
 CHUNK = 4096  # rows read, predicted and written at a time
@@ -45,10 +46,8 @@ def read_task(folder: Path, text_columns: list[str] | None = None) -> Task:
     text columns."""
     if not folder.is_dir():
         raise InputError(f"model folder {folder} does not exist. Give --model a trained model folder (data/model).")
-    config_file = folder / "config.json"
-    if not config_file.exists():
-        raise InputError(f"{folder} is not a model folder: it has no config.json.")
-    config = read_json(config_file)
+    check_model_files(folder, weights=False)  # an ONNX export has no weights; the torch backend checks them
+    config = model_json(folder / "config.json")
     heads = [a for a in config.get("architectures") or [] if a.endswith("ForSequenceClassification")]
     if not heads or not config.get("id2label"):
         raise InputError(
@@ -58,7 +57,7 @@ def read_task(folder: Path, text_columns: list[str] | None = None) -> Task:
     names = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
     task_file = folder / TASK_FILE
     if task_file.exists():
-        saved = read_json(task_file)
+        saved = model_json(task_file)
         trained = saved["text_columns"]
         if text_columns and len(text_columns) != len(trained):
             kind = "sentence pairs" if len(trained) == 2 else "single texts"
@@ -70,6 +69,17 @@ def read_task(folder: Path, text_columns: list[str] | None = None) -> Task:
     if not text_columns:
         raise InputError(f"{folder} has no {TASK_FILE} to say which columns to read: pass --text-columns.")
     return Task(text_columns, names, 512)
+
+
+def model_json(path: Path) -> dict:
+    """A JSON file of a model folder; an error naming it when it is not a JSON object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"{path} is not valid JSON ({e}): copy the model folder again.") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{path} is not a JSON object: copy the model folder again.")
+    return value
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -135,32 +145,59 @@ def parquet_chunks(path: Path, columns: list[str]) -> Iterator[list[tuple[str, .
 
 def json_chunks(path: Path, columns: list[str]) -> Iterator[list[tuple[str, ...]]]:
     """JSON lines, or one JSON array of objects (read whole: use JSON lines for large inputs)."""
-    with path.open() as f:
-        first = f.read(1)
-        while first.isspace():
-            first = f.read(1)
-        f.seek(0)
-        records = json.load(f) if first == "[" else (json.loads(line) for line in f if line.strip())
-        chunk = []
-        for n, record in enumerate(records, start=1):
-            if n == 1:
-                missing(list(record), columns, str(path))
-            absent = [c for c in columns if c not in record]
-            if absent:  # a later row without the field (None would read as an empty text)
-                raise InputError(f"{path}: row {n} has no {absent[0]!r} field; every row needs its text.")
-            chunk.append(tuple(record[c] for c in columns))
-            if len(chunk) == CHUNK:
-                yield chunk
-                chunk = []
-        if chunk:
+    chunk = []
+    for n, record in enumerate(json_records(path), start=1):
+        if not isinstance(record, dict):
+            raise InputError(
+                f"{path}: row {n} is {short_repr(record)}, not an object; each row is an object with the "
+                f"text field(s) {columns}."
+            )
+        if n == 1:
+            missing(list(record), columns, str(path))
+        absent = [c for c in columns if c not in record]
+        if absent:  # a later row without the field (None would read as an empty text)
+            raise InputError(f"{path}: row {n} has no {absent[0]!r} field; every row needs its text.")
+        chunk.append(tuple(record[c] for c in columns))
+        if len(chunk) == CHUNK:
             yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def json_records(path: Path) -> Iterator:
+    """The values of a JSON array, or of JSON lines (one value per line), as the file's first character
+    says; a line that is not JSON, or a file that is one object, is an error naming it."""
+    layouts = "a JSON array of objects, or JSON lines (one object per line)"
+    with path.open("rb") as f:
+        head = f.read(64).lstrip(b"\xef\xbb\xbf").lstrip()
+        f.seek(0)
+        if head.startswith(b"["):
+            try:
+                records = json.loads(decode_utf8(f.read(), str(path)))
+            except ValueError as e:
+                raise InputError(f"{path} is not valid JSON ({e}); give {layouts}.") from None
+            if not isinstance(records, list):
+                raise InputError(f"{path} is not a JSON array; give {layouts}.")
+            yield from records
+            return
+        for number, raw in enumerate(f, start=1):
+            line = decode_utf8(raw, str(path), start_line=number)
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except ValueError as e:
+                spread = number == 1 and line.strip() == "{"
+                whole = "; write each row's object on one line" if spread else ""
+                raise InputError(f"{path}: line {number} is not valid JSON ({e}){whole}; give {layouts}.") from None
 
 
 def stdin_chunks(n_texts: int) -> Iterator[list[tuple[str, ...]]]:
     """Blank lines at the end are ignored (a trailing newline too many); one before a text is an error."""
     chunk, blank = [], None  # the first of the blank lines since the last text
-    for number, line in enumerate(sys.stdin, start=1):
-        line = line.rstrip("\n").rstrip("\r")
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        line = decode_utf8(raw, "stdin", start_line=number).rstrip("\n").rstrip("\r")
         if not line.strip():
             blank = blank or number
             continue
@@ -375,10 +412,14 @@ def predict_file(
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: give at least 1 (default 64).")
     Writer.check(output)
+    if output and source != "-" and Path(output).resolve() == Path(source).resolve():
+        raise InputError(f"--output {output} is the input file: give another file (the input would be replaced).")
     if backend != "torch":
         onnx_file(folder, backend)  # before read_task: a missing export folder gets the export hint
         check_export_current(folder)
     task = read_task(folder, text_columns)
+    if backend == "torch":
+        check_model_files(folder)  # weights too
     chunks = read_chunks(source, task.text_columns)
     first = next(chunks, None)  # read before the model loads: a bad input fails at once
     if first is None:

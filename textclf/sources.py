@@ -110,11 +110,25 @@ def refuse_utf16(path: Path) -> None:
 
 
 def not_utf8_message(path: Path, line: int, byte: int) -> str:
-    """The one error line for a file that stops being UTF-8 at `line` (1-based), with the fix."""
+    """The one error line for a file (or stdin) that stops being UTF-8 at `line` (1-based), with the fix."""
+    if str(path) == "stdin":
+        fix = "convert it on the way, e.g. ... | iconv -f latin1 -t utf-8 | textclf predict -"
+        return f"stdin: line {line} is not UTF-8 (byte {byte:#04x}): {fix}"
     return (
         f"{path}: line {line} is not UTF-8 (byte {byte:#04x}): re-save the file as UTF-8, "
         f"e.g. iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}"
     )
+
+
+def decode_utf8(data: bytes, name: str, start_line: int = 1) -> str:
+    """Bytes of a file as text, a BOM dropped; an error naming the line (counted from `start_line`,
+    where `data` is a part of the file) that is not UTF-8."""
+    data = data.removeprefix(b"\xef\xbb\xbf")  # MRPC's train.tsv starts with a BOM
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = start_line + data.count(b"\n", 0, e.start)
+        raise InputError(not_utf8_message(Path(name), line, data[e.start])) from None
 
 
 def first_line(path: Path) -> str:

@@ -54,10 +54,16 @@ def open_delimited(path: Path) -> tuple["pa.Schema", Iterator]:
         raise InputError(problem(path, e, invalid)) from None
 
     def batches() -> Iterator:
+        last = None
         try:
-            yield from reader
+            for last in reader:
+                yield last
         except Exception as e:  # pyarrow's ArrowInvalid: a malformed row, or bytes that are not UTF-8
             raise InputError(problem(path, e, invalid)) from None
+        if not tsv and last is not None and last.num_rows:
+            unclosed = unclosed_quote(path, last.slice(last.num_rows - 1).to_pylist()[0])
+            if unclosed:
+                raise InputError(unclosed)
 
     return reader.schema, batches()
 
@@ -88,6 +94,28 @@ def problem(path: Path, error: Exception, invalid: list) -> str:
     return (
         f"{path}: {where} has {row.actual_columns} fields where the header has {row.expected_columns}: {text!r}. {fix}"
     )
+
+
+def unclosed_quote(path: Path, last_row: dict) -> str | None:
+    """The error for a csv whose quote never closes, or None. pyarrow reads such a quote as a text that
+    runs to the end of the file, so with one text column every row after it silently became part of one
+    text: that text is in the last row, holds a line break, and is where the file ends."""
+    data = None
+    for value in last_row.values():
+        if not isinstance(value, str) or "\n" not in value and "\r" not in value:
+            continue
+        data = data if data is not None else path.read_bytes()
+        body, text = data.rstrip(b"\r\n"), value.rstrip("\r\n").replace('"', '""').encode()  # as written
+        start = len(body) - len(text)
+        if body.endswith(text) and data[start - 1 : start] == b'"':  # no closing quote after the text
+            line = data.count(b"\n", 0, start) + 1
+            merged = len(value.rstrip("\r\n").splitlines()) - 1
+            return (
+                f'{path}: line {line} opens a quoted text (") that never closes, so the {merged} line(s) after '
+                "it were read as part of that text. Remove the quote, or close it (a quote inside a quoted "
+                'text is written twice: "")'
+            )
+    return None
 
 
 def line_of(path: Path, text: str) -> str:
