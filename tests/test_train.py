@@ -199,6 +199,18 @@ def test_changed_params_do_not_resume_a_stale_checkpoint(prepared, tmp_path):
     assert "checkpoint-5 is of a run with other train params, data or starting model: starting afresh" in out.stdout
 
 
+def test_every_train_param_decides_whether_a_checkpoint_resumes():
+    """A train param missing from the fingerprint let a run resume a checkpoint made under another value
+    of it (label_smoothing did): each is either fingerprinted or listed with why it may differ."""
+    import yaml
+
+    from textclf.checkpoints import NOT_TRAIN_KEYS, TRAIN_KEYS
+
+    stage = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"]["train"]
+    params = {p for p in stage["params"] if isinstance(p, str)}
+    assert params == set(TRAIN_KEYS) | set(NOT_TRAIN_KEYS) and not set(TRAIN_KEYS) & set(NOT_TRAIN_KEYS)
+
+
 def test_two_process_evaluation_equals_one_process(prepared, tmp_path):
     work = copy_work(prepared, tmp_path / "w")
     out = stage_run(work, "train", launcher="torchrun --nproc_per_node 2", epochs=1)

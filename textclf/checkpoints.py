@@ -17,8 +17,17 @@ TRAIN_KEYS = [
     "seed", "precision", "group_by_length", "freeze_embeddings", "freeze_layers", "dropout", "engine",
     "early_stopping_patience", "metric_for_best_model", "logging_steps", "class_weights", "pooling",
     "head_lr_scale", "layer_lr_decay", "ema", "eval_steps", "train_eval_rows", "peft", "lora_r", "lora_alpha",
-    "lora_dropout", "lora_targets", "gradient_checkpointing",
+    "lora_dropout", "lora_targets", "gradient_checkpointing", "label_smoothing",
 ]  # fmt: skip
+# The train stage's other params, and why a checkpoint made under another value is still resumed.
+NOT_TRAIN_KEYS = {
+    "max_length": "in the tokenized data, which the fingerprint reads",
+    "launcher": "the process count is in the fingerprint",
+    "eval_batch_size": "how evaluation batches rows, not what training computes",
+    "frozen_cache_gb": "the frozen-layer cache is exact",
+    "report_to": "where progress is logged",
+    "trust_remote_code": "whether the checkpoint's code may run",
+}
 
 
 def fingerprint(
