@@ -113,6 +113,44 @@ def test_a_search_whose_trials_are_experiments_survives_failures_and_a_restart(t
     assert "search-0" in names
 
 
+def test_a_restarted_search_draws_new_points(tmp_path):
+    """Each `textclf tune` made a TPE sampler with the same seed, so a restarted search drew the points
+    of the stopped one again (its first trial's params, already measured)."""
+    import optuna
+
+    from textclf.tune import sampler
+
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+    drawn = []
+    for _ in range(3):  # three searches of one trial each, as three restarts
+        study = optuna.create_study(study_name="s", storage=storage, load_if_exists=True)
+        study.sampler = sampler(0, len(study.get_trials()), shared=False)
+        trial = study.ask()
+        drawn.append(trial.suggest_float("lr", 1e-5, 1e-3, log=True))
+        study.tell(trial, 0.5)
+    assert len(set(drawn)) == 3
+    first = [
+        optuna.create_study(sampler=s).ask().suggest_float("lr", 1e-5, 1e-3, log=True)
+        for s in (sampler(0, 0, shared=False), optuna.samplers.TPESampler(seed=0))
+    ]
+    assert first[0] == first[1] == drawn[0]  # a new study draws what its seed always drew
+
+
+def test_an_experiment_named_like_a_trial_is_refused_before_any_trial(tmp_path, tiny_model):
+    """An earlier search's experiment search-0 (its .tune/ deleted): DVC refused to queue trial 0 (a
+    traceback), and the next search recorded that experiment's metric as trial 0's result."""
+    repo = tiny_repo(tmp_path, tiny_model)
+    run(["dvc", "exp", "run", "-n", "search-0"], repo)
+    out = textclf(repo, "--trials", "1")
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: experiment(s) 'search-0' already exist here but are not trials of study search in "
+        "sqlite:///.tune/studies.db (an earlier search's?): remove them (dvc exp remove search-0) or name "
+        "another study (--study)."
+    )
+    assert trials(repo) == []
+
+
 @pytest.fixture
 def postgres(tmp_path):
     """A PostgreSQL server of Debian's package on a free local port, for this test only."""

@@ -143,7 +143,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite:///.tune/studies.db)")
     t.add_argument("--metric", default="f1", help="objective: a key of metrics/eval.json, or file:key")
     t.add_argument("--direction", choices=["maximize", "minimize"], default=None, help="default: by metric")
-    t.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler")
+    t.add_argument(
+        "--seed", type=int, default=0, help="seed of the TPE sampler (offset by the trials the study holds: a restart "
+        "draws new points)"
+    )  # fmt: skip
     t.add_argument("--no-prune", action="store_true", help="run every trial to its end")
     t.set_defaults(func=tune)
     return ap

@@ -15,19 +15,21 @@ others at the same step.
 import json
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from textclf.errors import InputError
+from textclf.errors import InputError, first_few
 from textclf.params import FAMILIAR_NAMES, Params, did_you_mean
 
 STORE = Path(".tune")
@@ -189,13 +191,21 @@ class Search:
 
     def run(self, trial) -> None:
         """Queue one trial as a DVC experiment, follow it, and tell the study how it ended."""
+        import optuna
+
         name = f"{self.study.study_name}-{trial.number}"
         trial.set_user_attr("experiment", name)
         trial.set_user_attr("worker", WORKER)
+        trial.set_user_attr("queued", False)  # a trial DVC never got is failed on recovery, never followed
         with self.lock:  # sampling reads the study; DVC's queue takes one enqueue at a time
             values = {d.name: d.sample(trial) for d in self.space}
             settings = [x for k, v in values.items() for x in ("-S", f"{k}={setting(v)}")]
-            dvc("exp", "run", "--queue", "-n", name, *settings)
+            queued = dvc("exp", "run", "--queue", "-n", name, *settings, check=False)
+            if queued.returncode != 0:
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                reason = (queued.stderr or queued.stdout).strip().splitlines()[-1:] or ["no output"]
+                raise InputError(f"could not queue trial {trial.number} as experiment {name}: {reason[0]}")
+            trial.set_user_attr("queued", True)
             # Queue workers leave when the queue is empty, so each new trial makes sure they run.
             dvc("queue", "start", "-j", str(self.jobs))
         try:
@@ -273,7 +283,7 @@ def recover(study, search: Search, pool: ThreadPoolExecutor) -> list:
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if t.user_attrs.get("worker", WORKER) != WORKER:
             continue  # another machine's (or clone's) trial: it follows it itself
-        name = t.user_attrs.get("experiment")
+        name = t.user_attrs.get("experiment") if t.user_attrs.get("queued", True) else None
         if name and (name in statuses or experiment_metric(name, search.metric) is not None):
             trial = optuna.trial.Trial(study, t._trial_id)
             futures.append(pool.submit(finish_recovered, search, trial, name))
@@ -290,6 +300,27 @@ def finish_recovered(search: Search, trial, name: str) -> None:
     except Stopped:
         return
     search.conclude(trial, name, state)
+
+
+def foreign_experiments(study) -> list[str]:
+    """Experiments of this repository named as the study's trials are (<study>-<n>) that the study did
+    not queue: an earlier search's, whose study was deleted (.tune/) or kept elsewhere. DVC refuses to
+    queue a trial under such a name, and a recovered trial would read that experiment's metric."""
+    pattern = re.compile(rf"{re.escape(study.study_name)}-\d+")
+    trials = study.get_trials(deepcopy=False)
+    ours = {t.user_attrs.get("experiment") for t in trials if t.user_attrs.get("queued", True)}
+    names = dvc("exp", "list", "--name-only", check=False).stdout.split()
+    return sorted({n for n in names if pattern.fullmatch(n) and n not in ours})
+
+
+def sampler(seed: int, done: int, shared: bool):
+    """TPE seeded by `seed`, offset by the trials the study already holds (a restarted search drew the
+    same first points as the stopped one) and, on storage that workers on other machines may share, by
+    this worker (two machines started at once would draw the same points)."""
+    import optuna
+
+    offset = done + (zlib.crc32(WORKER.encode()) if shared else 0)
+    return optuna.samplers.TPESampler(seed=(seed + offset) % 2**32)
 
 
 def open_study(name: str, storage: str, sampler, pruner, direction: str, attempts: int = 5):
@@ -326,10 +357,19 @@ def tune(
 
     space = load_space(space_file)
     STORE.mkdir(exist_ok=True)
+    shared = storage is not None
     storage = storage or f"sqlite:///{STORE / 'studies.db'}"
     direction = direction or ("minimize" if metric.endswith("loss") else "maximize")
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0) if prune else optuna.pruners.NopPruner()
     study = open_study(study_name, storage, optuna.samplers.TPESampler(seed=seed), pruner, direction)
+    study.sampler = sampler(seed, len(study.get_trials(deepcopy=False)), shared)
+    foreign = foreign_experiments(study)
+    if foreign:
+        raise InputError(
+            f"experiment(s) {first_few(foreign)} already exist here but are not trials of study {study_name} in "
+            f"{storage} (an earlier search's?): remove them (dvc exp remove {' '.join(foreign)}) or name "
+            "another study (--study)."
+        )
     search = Search(study, space, metric, jobs)
     deadline = time.time() + timeout if timeout else math.inf
     say = lambda text: print(f"tune: {text}", file=sys.stderr, flush=True)  # noqa: E731
