@@ -7,6 +7,7 @@ stage starts: bad input ends in one `error: ...` line and exit code 1, not a tra
 import gc
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 # A stage process imports torch, transformers and datasets: millions of Python objects that the cyclic
 # garbage collector scans again and again while they load (0.9 s of a 3.5 s import, measured) and once
@@ -59,3 +60,17 @@ def run_stage(main: Callable[[], None]) -> None:
         # filename2 is the destination where there are two (shutil.copyfile names its source first).
         target = e.filename2 or e.filename or "an output"
         sys.exit(f"error: cannot write {target}: {e.strerror}; {fixes[e.errno]}.")
+
+
+def require_inputs(stage: str, *paths: Path) -> None:
+    """One error line for inputs that earlier stages write and that are absent: a stage run on its own
+    (python -m stages.<name>) before the stages it needs. Without it: a traceback, or for a missing
+    data/pretrained, a minute of retries fetching a Hub model of that name."""
+    from textclf.errors import InputError
+
+    missing = [str(path) for path in paths if not path.exists()]
+    if missing:
+        raise InputError(
+            f"{' and '.join(missing)} not found: earlier stages write {'them' if len(missing) > 1 else 'it'}. Run "
+            f"the pipeline up to this stage: dvc repro {stage}"
+        )

@@ -18,7 +18,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from stages import run_stage
+from stages import require_inputs, run_stage
 from textclf.allocator import keep_freed_memory
 from textclf.card import model_card
 from textclf.columns import label_counts
@@ -36,6 +36,7 @@ from textclf.security import warn_remote_code
 def main() -> None:
     keep_freed_memory()  # fewer page faults per batch (textclf/allocator.py)
     p = load_params()
+    require_inputs("evaluate", TRAINED, TOKENIZED, SOURCE)
     precision = resolve_precision(p.precision)
     data = load_from_disk(str(TOKENIZED))
     warn_remote_code(p.trust_remote_code)

@@ -4,7 +4,7 @@ import pyarrow.compute as pc
 from datasets import DatasetDict, load_from_disk
 from transformers import AutoTokenizer
 
-from stages import run_stage
+from stages import require_inputs, run_stage
 from textclf.columns import TEXT, TEXT_PAIR
 from textclf.console import library_bars
 from textclf.files import atomic_dir
@@ -48,6 +48,7 @@ def check_max_length(max_length: int, tokenizer) -> None:
 
 def main() -> None:
     p = load_params()
+    require_inputs("tokenize", RAW, PRETRAINED)
     warn_remote_code(p.trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(PRETRAINED, trust_remote_code=p.trust_remote_code)
     check_max_length(p.max_length, tokenizer)

@@ -14,7 +14,7 @@ import torch
 from datasets import DatasetDict, load_from_disk
 from transformers import AutoTokenizer, set_seed
 
-from stages import run_stage
+from stages import require_inputs, run_stage
 from textclf.allocator import keep_freed_memory
 from textclf.checkpoints import fingerprint, prepare_checkpoints, remove_partial
 from textclf.columns import label_ids
@@ -90,6 +90,7 @@ def main() -> None:
     started = utc_now()
     keep_freed_memory()  # fewer page faults per step (textclf/allocator.py)
     p = load_params()
+    require_inputs("train", TOKENIZED, PRETRAINED, SOURCE)
     precision = resolve_precision(p.precision)
     data: DatasetDict = load_from_disk(str(TOKENIZED))
     label_names = data["train"].features["label"].names

@@ -172,6 +172,26 @@ def test_bad_params_exit_with_one_line(tmp_path):
     assert "params.yaml now holds 'epochs: three': set a good value with the next run" in out.stderr
 
 
+@pytest.mark.parametrize(
+    "stage, missing",
+    [
+        ("tokenize", "data/raw and data/pretrained not found: earlier stages write them"),
+        ("train", "data/tokenized and data/pretrained and data/source.json not found"),
+        ("evaluate", "data/trained and data/tokenized and data/source.json not found"),
+    ],
+)
+def test_a_stage_run_before_the_stages_it_needs_is_one_line(tmp_path, stage, missing):
+    """Was a traceback (train, evaluate), or for tokenize a minute of retries fetching a Hub model named
+    data/pretrained, then a traceback."""
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    env = tool_env() | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr.startswith(f"error: {missing}") and out.stderr.strip().endswith(f"dvc repro {stage}")
+
+
 def test_sharded_pickle_is_not_guessed_at(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     for i in (1, 2):
