@@ -7,10 +7,12 @@ train/validation(dev)/test files in csv, tsv, json, jsonl or parquet with any co
 (safetensors only) so that the exact checkpoint is a DVC output, hashed in dvc.lock and source.json.
 """
 
+from pathlib import Path
+
 from stages import run_stage
 from textclf.columns import label_counts
 from textclf.data import load_hub, load_local
-from textclf.files import atomic_dir, scratch_dir, sha256_arrow, write_json
+from textclf.files import atomic_dir, save_dataset, scratch_dir, sha256_arrow, write_json
 from textclf.labels import data_warnings, prepare
 from textclf.params import ensure_unchanged, load_params
 from textclf.paths import PRETRAINED, RAW, SOURCE
@@ -31,15 +33,18 @@ def main() -> None:
         with atomic_dir(PRETRAINED) as tmp:
             model_hashes = copy_checkpoint(src, tmp, p.allow_pickle, p.trust_remote_code)
         with atomic_dir(RAW) as tmp:
-            data.save_to_disk(str(tmp))
+            save_dataset(data, tmp)
         sizes, counts = {split: len(ds) for split, ds in data.items()}, label_counts(data)
         labeled = {split: "label" in ds.column_names for split, ds in data.items()}
     write_json(
         SOURCE,
         {
-            "dataset": str(local.resolve()) if local is not None else p.dataset,
+            # As params.yaml gives them, not resolved: a clone elsewhere writes the same file for the same data
+            # (train and evaluate depend on it), and no absolute path of this machine reaches the model card.
+            "dataset": p.dataset,
+            "local": local is not None,
             "subset": None if local is not None else p.subset,
-            "files": {split: s.origin for split, s in splits.items()},
+            "files": {split: origin(s.origin, local) for split, s in splits.items()},
             "text_columns": task.text_columns,
             "label_column": task.label_column,
             "label_names": task.label_names,
@@ -48,7 +53,7 @@ def main() -> None:
             "labeled": labeled,
             "label_counts": counts,
             "content_sha256": sha256_arrow(RAW),
-            "model": {"name": p.model, "loaded_from": str(src), "files_sha256": model_hashes},
+            "model": {"name": p.model, "files_sha256": model_hashes},
         },
     )
     kind = "sentence pairs" if len(task.text_columns) == 2 else "single texts"
@@ -56,6 +61,12 @@ def main() -> None:
     print(f"download: model {p.model} from {src}")
     for warning in data_warnings(data, task):
         print(f"download: warning: {warning}")
+
+
+def origin(where: str, folder: Path | None) -> str:
+    """A split's file by its path in the dataset folder (a Hub split: as the Hub names it)."""
+    path = Path(where)
+    return str(path.relative_to(folder)) if folder is not None and path.is_relative_to(folder) else where
 
 
 if __name__ == "__main__":

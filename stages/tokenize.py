@@ -7,7 +7,7 @@ from transformers import AutoTokenizer
 from stages import require_inputs, run_stage
 from textclf.columns import TEXT, TEXT_PAIR
 from textclf.console import library_bars
-from textclf.files import atomic_dir
+from textclf.files import atomic_dir, save_dataset
 from textclf.params import ensure_unchanged, load_params, max_length_refused
 from textclf.paths import PRETRAINED, RAW, TOKENIZED
 from textclf.security import warn_remote_code
@@ -55,7 +55,7 @@ def main() -> None:
     data = cut(load_from_disk(str(RAW)), p.max_train_samples, p.max_eval_samples)
     with atomic_dir(TOKENIZED) as tmp:
         tokenized = tokenize(data, tokenizer, p.max_length)
-        tokenized.save_to_disk(str(tmp))
+        save_dataset(tokenized, tmp)
         ensure_unchanged("tokenize")  # before the rename that makes the output appear
     print(f"tokenize: {dict((s, len(d)) for s, d in data.items())}, max_length {p.max_length}")
     cut_rows = {s: n for s, n in at_limit(tokenized, p.max_length).items() if n}

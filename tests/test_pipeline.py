@@ -182,8 +182,23 @@ def test_bad_param_fails_before_any_work(tmp_path, mrpc_dir, tiny_model):
 def test_editing_a_local_dataset_file_reruns_download(tmp_path, tiny_model):
     data = write_mrpc(tmp_path / "mrpc")
     repo = make_repo(tmp_path / "repo", {"dataset": str(data), "model": str(tiny_model), **TINY_TRAIN})
-    assert stages_ran(run(["dvc", "repro", "download"], repo).stdout) == {"download"}
-    assert stages_ran(run(["dvc", "repro", "download"], repo).stdout) == set()  # unchanged: cached
+    assert stages_ran(run(["dvc", "repro", "tokenize"], repo).stdout) == {"download", "tokenize"}
+    assert stages_ran(run(["dvc", "repro", "tokenize"], repo).stdout) == set()  # unchanged: cached
+    source = json.loads((repo / "data/source.json").read_text())
+    assert source["files"] == {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
+
+    # A file that is not a split: download reruns and reads the same rows, so nothing after it reruns
+    # (datasets gave the same rows a fresh fingerprint per save: data/raw changed, and so all after it).
+    def outputs() -> dict:
+        stages = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+        return {s: [(o["path"], o["md5"]) for o in stages[s]["outs"]] for s in ("download", "tokenize")}
+
+    before = outputs()
+    (data / "NOTES.txt").write_text("where the data came from\n")
+    assert stages_ran(run(["dvc", "repro", "tokenize"], repo).stdout) == {"download"}
+    forced = run(["dvc", "repro", "-f", "-s", "tokenize"], repo).stdout  # this stage alone, run again
+    assert set(re.findall(r"Running stage '(\w+)'", forced)) == {"tokenize"}
+    assert outputs() == before  # the same rows, tokenized again: the same outputs
 
     dev = data / "dev.tsv"
     dev.write_text(dev.read_text() + "1\t9001\t9002\tA new pair .\tA fresh pair .\n")

@@ -38,7 +38,8 @@ def model_index(name: str, source: dict, scores: dict, names: list[str]) -> list
 
 
 def front_matter(source: dict, scores: dict, names: list[str]) -> str:
-    hub_data = source.get("subset") is not None or not str(source["dataset"]).startswith("/")
+    local = source.get("local", str(source["dataset"]).startswith("/"))  # (source.json before "local": resolved)
+    hub_data = source.get("subset") is not None or not local
     meta: dict[str, Any] = {
         "base_model": source["model"]["name"],
         "library_name": "transformers",

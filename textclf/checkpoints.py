@@ -37,7 +37,7 @@ def fingerprint(
     process), the tokenized data instance and the starting weights."""
     run = {k: as_dict(p)[k] for k in TRAIN_KEYS} | {"precision": precision, "processes": processes}
     h = hashlib.sha256(json.dumps(run, sort_keys=True).encode())
-    for state in sorted(data_dir.glob("*/state.json")):  # datasets writes a fresh fingerprint per save
+    for state in sorted(data_dir.glob("*/state.json")):  # each split's fingerprint: the hash of its rows
         h.update(state.read_bytes())
     for weights in sorted(pretrained.glob("*.safetensors")):
         h.update(sha256_file(weights).encode())

@@ -113,8 +113,19 @@ def weights_sha256(folder: Path) -> dict[str, str]:
 
 
 def sha256_arrow(folder: Path) -> str:
-    """Hash of a saved dataset's rows only: its state.json holds a random fingerprint that would change it."""
+    """Hash of a saved dataset's rows only (its Arrow files)."""
     h = hashlib.sha256()
     for path in sorted(folder.rglob("*.arrow")):
         h.update(f"{path.relative_to(folder)}\0{sha256_file(path)}\n".encode())
     return h.hexdigest()
+
+
+def save_dataset(data, folder: Path) -> None:
+    """A DatasetDict's save_to_disk(folder), each split's fingerprint in state.json then set to the hash of
+    its rows. datasets gives a fresh one per save (from the path of the file it was read from), so the
+    same rows saved again changed the output's hash, and DVC reran every later stage."""
+    data.save_to_disk(str(folder))
+    for state_file in sorted(folder.glob("*/state.json")):
+        state = json.loads(state_file.read_text())
+        state["_fingerprint"] = sha256_arrow(state_file.parent)[:16]
+        state_file.write_text(json.dumps(state, indent=2, sort_keys=True))
