@@ -124,6 +124,28 @@ def test_a_tie_on_the_metric_keeps_the_evaluation_with_the_lower_loss(prepared, 
     assert read(work, "metrics/eval.json")["loss"] == pytest.approx(float(kept[2]), abs=1e-5)  # that model
 
 
+def test_a_resumed_run_says_best_so_far_only_above_the_evaluations_before_it(capsys, tmp_path, monkeypatch):
+    """After a resume the console called every evaluation "best so far", the ones before the
+    interruption forgotten (the kept model was right: only the line misled)."""
+    from types import SimpleNamespace
+
+    from textclf.engines.trainer import ReportProgress
+
+    report = ReportProgress(parse_params(defaults()))
+    before = [
+        {"eval_validation_f1": 0.82, "eval_validation_loss": 0.6, "step": 2, "epoch": 0.1},
+        {"loss": 0.5, "step": 3, "epoch": 0.15},
+    ]
+    state = SimpleNamespace(max_steps=20, global_step=4, is_world_process_zero=True, log_history=before, epoch=0.2)
+    monkeypatch.chdir(tmp_path)  # each evaluation rewrites metrics/progress.json
+    report.on_train_begin(None, state, None)
+    for f1 in (0.81, 0.83):
+        report.on_evaluate(None, state, None, metrics={"eval_validation_f1": f1, "eval_validation_loss": 0.5})
+    lines = [line for line in capsys.readouterr().out.splitlines() if "validation" in line]
+    assert "f1 0.810" in lines[0] and "best so far" not in lines[0]
+    assert "f1 0.830 (best so far)" in lines[1]
+
+
 def test_is_better_breaks_a_tie_by_the_lower_loss():
     assert is_better(0.8, None, True) and is_better(0.9, 0.8, True, 0.5, 0.1)  # a better metric, whatever the loss
     assert not is_better(0.7, 0.8, True, 0.1, 0.5)

@@ -113,6 +113,11 @@ class ReportProgress(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.progress = Progress(state.max_steps, state.global_step, enabled=state.is_world_process_zero)
+        key, greater = best_metric_key(self.p)
+        for logged in state.log_history:  # a resumed run's evaluations before the interruption
+            value = logged.get(key)
+            if value is not None and is_better(value, self.best, greater, logged.get(LOSS_KEY), self.best_loss):
+                self.best, self.best_loss = value, logged.get(LOSS_KEY)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
