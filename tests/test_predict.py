@@ -375,6 +375,45 @@ def test_onnx_export_agrees_with_pytorch(trained, tmp_path):
     assert f"textclf export --model {model.resolve()} --output {tmp_path / 'onnx'}" in stale.stderr
 
 
+def exportable(trained: Path, dest: Path) -> Path:
+    """A copy of the trained model folder, to export, break or overwrite."""
+    return shutil.copytree(trained / "data/model", dest)
+
+
+@pytest.mark.parametrize(
+    "output, message",
+    [
+        ("{model}", "is the model folder"),
+        ("{model}/onnx", "is inside the model folder"),
+        ("{tmp}", "holds the model folder"),
+        ("{tmp}/mine", "holds files and is not an earlier export"),
+        ("{tmp}/mine/notes.txt", "is a file"),
+    ],
+)
+def test_export_refuses_an_output_it_would_destroy(trained, tmp_path, output, message):
+    """The export replaces its output folder whole: never the model, its parent, or a folder of other files."""
+    model = exportable(trained, tmp_path / "model")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine/notes.txt").write_text("important\n")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    output = output.format(model=model, tmp=tmp_path)
+    out = textclf("export", "--model", str(model), "--output", output, "--no-check", cwd=trained)
+    assert out.returncode == 1 and message in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: ")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing removed or left
+    assert (tmp_path / "mine/notes.txt").read_text() == "important\n"
+
+
+def test_export_replaces_an_earlier_export(trained, tmp_path):
+    """An empty folder, or an earlier export (model.onnx and check.json), is a fine --output."""
+    model = exportable(trained, tmp_path / "model")
+    (tmp_path / "onnx").mkdir()
+    for _ in range(2):
+        out = textclf("export", "--model", str(model), "--output", str(tmp_path / "onnx"), "--no-check", cwd=trained)
+        assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "onnx"]  # no temporary folder left
+
+
 def test_every_command_has_help():
     for command in ([], ["predict"], ["export"], ["compare"], ["tune"]):
         out = subprocess.run([sys.executable, "-m", "textclf.cli", *command, "--help"], capture_output=True, text=True)

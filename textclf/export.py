@@ -19,13 +19,13 @@ from textclf.console import DropRecords, quiet_libraries
 from textclf.errors import InputError
 from textclf.files import atomic_dir, weights_sha256, write_json
 from textclf.inference import length_order
-from textclf.metrics import classification_metrics
-from textclf.paths import CARD_FILE, TASK_FILE
+from textclf.paths import CARD_FILE, EXPORT, TASK_FILE
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 COPIED = ["config.json", TASK_FILE, CARD_FILE, "tokenizer.json", "tokenizer_config.json",
           "special_tokens_map.json", "vocab.txt", "merges.txt", "vocab.json"]  # fmt: skip
 INT8_AGREEMENT = 0.99  # the least share of rows on which int8 must predict what PyTorch does
+EXPORT_FILES = ["model.onnx", "check.json"]  # what makes a folder an earlier export, safe to replace
 
 
 class Logits(torch.nn.Module):
@@ -37,6 +37,25 @@ class Logits(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+
+
+def refuse_output(model_dir: Path, out: Path) -> None:
+    """The export replaces `out` whole: refuse an `out` that is or holds anything but an earlier export."""
+    model, target = model_dir.resolve(), out.resolve()
+    inside, holds = model in target.parents, target in model.parents
+    overlap = "is" if target == model else "is inside" if inside else "holds" if holds else None
+    if overlap:
+        raise InputError(
+            f"--output {out} {overlap} the model folder {model_dir}: the export replaces its output folder "
+            f"whole and must leave the model alone. Give another folder (default: {EXPORT})."
+        )
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--output {out} is a file: give a folder to write the export to (default: {EXPORT}).")
+    if out.is_dir() and any(out.iterdir()) and not all((out / name).exists() for name in EXPORT_FILES):
+        raise InputError(
+            f"--output {out} holds files and is not an earlier export (no {' and '.join(EXPORT_FILES)}): the "
+            "export replaces its output folder whole. Give a new or empty folder, or move those files first."
+        )
 
 
 def load(model_dir: Path):
@@ -94,6 +113,8 @@ def batches(split, tokenizer, names: list[str], size: int = 64):
 def agreement(model, tokenizer, folder: Path, split, names: list[str]) -> dict:
     import onnxruntime as ort
 
+    from textclf.metrics import classification_metrics  # here, not above: it takes seconds to import
+
     sessions = {
         kind: ort.InferenceSession(str(folder / f), providers=["CPUExecutionProvider"])
         for kind, f in (("onnx_fp32", "model.onnx"), ("onnx_int8", "model.int8.onnx"))
@@ -122,6 +143,7 @@ def agreement(model, tokenizer, folder: Path, split, names: list[str]) -> dict:
 
 def export(model_dir: Path, out: Path, check_split=None) -> dict:
     """Export model_dir to out/ (model.onnx, model.int8.onnx and the files that describe them)."""
+    refuse_output(model_dir, out)
     model, tokenizer = load(model_dir)
     with atomic_dir(out) as tmp:
         names = export_onnx(model, tokenizer, tmp / "model.onnx")
