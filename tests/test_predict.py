@@ -405,12 +405,14 @@ def test_export_refuses_an_output_it_would_destroy(trained, tmp_path, output, me
 
 
 def test_export_replaces_an_earlier_export(trained, tmp_path):
-    """An empty folder, or an earlier export (model.onnx and check.json), is a fine --output."""
+    """An empty folder, or an earlier export (model.onnx and check.json), is a fine --output. The export
+    says why it was not checked: here the split exists, --no-check skipped it."""
     model = exportable(trained, tmp_path / "model")
     (tmp_path / "onnx").mkdir()
     for _ in range(2):
         out = textclf("export", "--model", str(model), "--output", str(tmp_path / "onnx"), "--no-check", cwd=trained)
         assert out.returncode == 0, out.stderr
+        assert "export: not checked: skipped with --no-check" in out.stdout, out.stdout  # not "no split here"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "onnx"]  # no temporary folder left
 
 

@@ -41,7 +41,12 @@ def export(args: argparse.Namespace) -> None:
     report = export(Path(args.model), Path(args.output), split)
     print(f"export: {args.output}/model.onnx (fp32) and model.int8.onnx (dynamic int8 quantization)")
     if split is None:
-        print("export: not checked (no data/tokenized/validation here; run it in the pipeline's repository)")
+        why = (
+            "skipped with --no-check"
+            if args.no_check
+            else f"no {TOKENIZED}/validation here; run it in the pipeline's repository"
+        )
+        print(f"export: not checked: {why}")
         return
     for kind in ("torch_fp32", "onnx_fp32", "onnx_int8"):
         r = report[kind]
