@@ -416,6 +416,31 @@ def test_export_replaces_an_earlier_export(trained, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "onnx"]  # no temporary folder left
 
 
+def test_export_checks_only_on_the_split_of_the_models_task(trained, tmp_path):
+    """A model of another task (here: of single texts) is exported unchecked, saying why."""
+    model = exportable(trained, tmp_path / "model")
+    task = json.loads((model / "textclf.json").read_text())
+    (model / "textclf.json").write_text(json.dumps(task | {"text_columns": ["sentence"]}))
+    out = textclf("export", "--model", str(model), "--output", str(tmp_path / "onnx"), cwd=trained)
+    assert out.returncode == 0, out.stderr
+    assert "export: not checked: data/tokenized/validation is another task's (" in out.stdout, out.stdout
+    assert "run export in the repository that trained this model" in out.stdout
+    check = json.loads((tmp_path / "onnx/check.json").read_text())
+    assert "rows" not in check and "is another task's" in check["not_checked"]
+
+
+def test_the_split_belongs_to_a_model_of_the_same_columns_labels_and_base_model():
+    from textclf.export import another_task
+
+    source = {"text_columns": ["s1", "s2"], "label_names": ["no", "yes"], "model": {"name": "bert"}}
+    task = {"text_columns": ["s1", "s2"], "base_model": "bert"}
+    assert another_task(task, ["no", "yes"], source) is None
+    assert "text columns" in another_task(task | {"text_columns": ["s1"]}, ["no", "yes"], source)
+    assert "labels" in another_task(task, ["neg", "neu", "pos"], source)  # ids beyond the split's: IndexError
+    assert "labels" in another_task(task, ["yes", "no"], source)  # the same names in another order
+    assert "base model" in another_task(task | {"base_model": "roberta"}, ["no", "yes"], source)  # another vocabulary
+
+
 def test_every_command_has_help():
     for command in ([], ["predict"], ["export"], ["compare"], ["tune"]):
         out = subprocess.run([sys.executable, "-m", "textclf.cli", *command, "--help"], capture_output=True, text=True)

@@ -11,15 +11,19 @@ import logging
 import shutil
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from textclf.console import DropRecords, quiet_libraries
 from textclf.errors import InputError
-from textclf.files import atomic_dir, weights_sha256, write_json
+from textclf.files import atomic_dir, read_json, weights_sha256, write_json
 from textclf.inference import length_order
-from textclf.paths import CARD_FILE, EXPORT, TASK_FILE
+from textclf.paths import CARD_FILE, EXPORT, SOURCE, TASK_FILE, TOKENIZED
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 COPIED = ["config.json", TASK_FILE, CARD_FILE, "tokenizer.json", "tokenizer_config.json",
@@ -69,6 +73,34 @@ def load(model_dir: Path):
     register()
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
     return model, AutoTokenizer.from_pretrained(model_dir)
+
+
+def another_task(task: dict, labels: list[str], source: dict) -> str | None:
+    """How the workspace's data (source.json) differs from the model's task (its textclf.json, and its
+    label names in id order), or None where its tokenized validation split is the model's to check on."""
+    base = source["model"]["name"]
+    if task["text_columns"] != source["text_columns"]:
+        return f"text columns {source['text_columns']}; the model reads {task['text_columns']}"
+    if labels != source["label_names"]:
+        return f"labels {source['label_names']}; the model's are {labels}"
+    if task.get("base_model", base) != base:  # the split's token ids are in the base model's vocabulary
+        return f"tokenized for base model {base}; the model was fine-tuned from {task['base_model']}"
+    return None
+
+
+def own_split(model_dir: Path, labels: list[str]) -> tuple["Dataset | None", str | None]:
+    """The workspace's tokenized validation split, where it is of the model's task; else None and why not."""
+    here = TOKENIZED / "validation"
+    if not here.exists() or not SOURCE.exists():
+        return None, f"no {here} here; run it in the pipeline's repository"
+    if not (model_dir / TASK_FILE).exists():
+        return None, f"{model_dir} has no {TASK_FILE} to say which task it was trained for"
+    why = another_task(read_json(model_dir / TASK_FILE), labels, read_json(SOURCE))
+    if why:
+        return None, f"{here} is another task's ({why}); run export in the repository that trained this model"
+    from datasets import load_from_disk
+
+    return load_from_disk(str(TOKENIZED))["validation"], None
 
 
 def export_onnx(model: torch.nn.Module, tokenizer, path: Path) -> list[str]:
@@ -141,10 +173,13 @@ def agreement(model, tokenizer, folder: Path, split, names: list[str]) -> dict:
     return report
 
 
-def export(model_dir: Path, out: Path, check_split=None) -> dict:
-    """Export model_dir to out/ (model.onnx, model.int8.onnx and the files that describe them)."""
+def export(model_dir: Path, out: Path, check: bool = True) -> dict:
+    """Export model_dir to out/ (model.onnx, model.int8.onnx and the files that describe them), checked on
+    the workspace's validation split where it is the model's; else report["not_checked"] says why not."""
     refuse_output(model_dir, out)
     model, tokenizer = load(model_dir)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    split, why = own_split(model_dir, labels) if check else (None, "skipped with --no-check")
     with atomic_dir(out) as tmp:
         names = export_onnx(model, tokenizer, tmp / "model.onnx")
         quantize(tmp / "model.onnx", tmp / "model.int8.onnx")
@@ -154,8 +189,10 @@ def export(model_dir: Path, out: Path, check_split=None) -> dict:
         # Which model this is an export of, so that predict can refuse it once that model is retrained.
         source = {"model": str(model_dir.resolve()), "weights_sha256": weights_sha256(model_dir)}
         report = {"inputs": names, "source": source}
-        if check_split is not None:
-            report |= agreement(model, tokenizer, tmp, check_split, names)
+        if split is None:
+            report["not_checked"] = why
+        else:
+            report |= agreement(model, tokenizer, tmp, split, names)
             if report["onnx_fp32"]["agreement_with_torch"] < 1:
                 raise InputError(
                     f"the fp32 ONNX export predicts differently from PyTorch on "
