@@ -7,6 +7,7 @@ when run in its repository) the fp32 ONNX model must predict the same labels as 
 model's agreement and scores are reported beside PyTorch's (check.json).
 """
 
+import json
 import logging
 import shutil
 import warnings
@@ -20,7 +21,7 @@ from textclf.console import DropRecords, quiet_libraries
 from textclf.errors import InputError
 from textclf.files import atomic_dir, read_json, weights_sha256, write_json
 from textclf.inference import length_order
-from textclf.paths import CARD_FILE, EXPORT, SOURCE, TASK_FILE, TOKENIZED
+from textclf.paths import CARD_FILE, EXPORT, MODEL, SOURCE, TASK_FILE, TOKENIZED
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -62,13 +63,37 @@ def refuse_output(model_dir: Path, out: Path) -> None:
         )
 
 
+def readable_json(path: Path, fix: str) -> dict:
+    """A JSON file of the model folder or the workspace; a broken one is an error naming it and `fix`."""
+    try:
+        return read_json(path)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path} is not valid JSON ({e}): {fix}.") from None
+
+
+def check_model_folder(model_dir: Path) -> None:
+    """A trained model folder, whole and readable: else one error line, before transformers loads anything."""
+    from textclf.pretrained import check_model_files, safetensors_files
+
+    if not (model_dir / "config.json").exists():
+        raise InputError(f"{model_dir} is not a model folder (no config.json); train one first: dvc exp run")
+    if (model_dir / "model.onnx").exists() and not safetensors_files(model_dir):
+        raise InputError(
+            f"{model_dir} is an ONNX export, not a trained model: export the model folder it was made from "
+            f"(default: {MODEL})."
+        )
+    check_model_files(model_dir)
+    for name in ("config.json", TASK_FILE):  # transformers would raise an OSError, with a traceback
+        if (model_dir / name).exists():
+            readable_json(model_dir / name, "copy the model folder again, or train it again (dvc exp run)")
+
+
 def load(model_dir: Path):
+    check_model_folder(model_dir)  # before importing transformers (seconds): a refusal comes at once
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from textclf.heads import register
 
-    if not (model_dir / "config.json").exists():
-        raise InputError(f"{model_dir} is not a model folder (no config.json); train one first: dvc exp run")
     quiet_libraries()  # no "Loading weights" bar
     register()
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True).eval()
@@ -95,7 +120,8 @@ def own_split(model_dir: Path, labels: list[str]) -> tuple["Dataset | None", str
         return None, f"no {here} here; run it in the pipeline's repository"
     if not (model_dir / TASK_FILE).exists():
         return None, f"{model_dir} has no {TASK_FILE} to say which task it was trained for"
-    why = another_task(read_json(model_dir / TASK_FILE), labels, read_json(SOURCE))
+    task = read_json(model_dir / TASK_FILE)  # readable: load() checked it
+    why = another_task(task, labels, readable_json(SOURCE, "restore it: dvc checkout"))
     if why:
         return None, f"{here} is another task's ({why}); run export in the repository that trained this model"
     from datasets import load_from_disk
