@@ -444,20 +444,30 @@ def test_the_split_belongs_to_a_model_of_the_same_columns_labels_and_base_model(
 @pytest.mark.parametrize(
     "breaks, message",
     [
-        (lambda m: (m / "model.safetensors").unlink() or (m / "model.onnx").touch(), "is an ONNX export"),
         (lambda m: (m / "model.safetensors").unlink(), "has no weights (model.safetensors)"),
         (lambda m: (m / "config.json").write_text("{\n"), "config.json is not valid JSON"),
         (lambda m: (m / "textclf.json").write_text("{\n"), "textclf.json is not valid JSON"),
     ],
 )
 def test_export_of_a_folder_without_a_model_is_one_line(trained, tmp_path, breaks, message):
-    """An export folder (data/onnx), a folder without weights, a broken JSON file: one error line, at once."""
+    """A folder without weights, a broken JSON file: one error line, at once."""
     model = exportable(trained, tmp_path / "model")
     breaks(model)
     out = textclf("export", "--model", str(model), "--output", str(tmp_path / "onnx"), cwd=trained)
     assert out.returncode == 1 and message in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: ")
     assert not (tmp_path / "onnx").exists() and not (tmp_path / ".onnx.tmp").exists()
+
+
+def test_export_of_an_export_folder_says_to_export_the_model(trained, tmp_path):
+    """`textclf export --model data/onnx`, whose default --output is that folder too: the model is the mistake."""
+    folder = exportable(trained, tmp_path / "onnx")
+    (folder / "model.safetensors").unlink()
+    (folder / "model.onnx").touch()
+    (folder / "check.json").write_text("{}")
+    out = textclf("export", "--model", str(folder), "--output", str(folder), cwd=trained)
+    assert out.returncode == 1 and "is an ONNX export, not a trained model: export the model folder" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: ")
 
 
 def test_every_command_has_help():

@@ -72,7 +72,7 @@ def readable_json(path: Path, fix: str) -> dict:
 
 
 def check_model_folder(model_dir: Path) -> None:
-    """A trained model folder, whole and readable: else one error line, before transformers loads anything."""
+    """A trained model folder, whole and readable: else one error line, before anything is loaded."""
     from textclf.pretrained import check_model_files, safetensors_files
 
     if not (model_dir / "config.json").exists():
@@ -89,7 +89,6 @@ def check_model_folder(model_dir: Path) -> None:
 
 
 def load(model_dir: Path):
-    check_model_folder(model_dir)  # before importing transformers (seconds): a refusal comes at once
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from textclf.heads import register
@@ -202,6 +201,7 @@ def agreement(model, tokenizer, folder: Path, split, names: list[str]) -> dict:
 def export(model_dir: Path, out: Path, check: bool = True) -> dict:
     """Export model_dir to out/ (model.onnx, model.int8.onnx and the files that describe them), checked on
     the workspace's validation split where it is the model's; else report["not_checked"] says why not."""
+    check_model_folder(model_dir)  # first: `--model data/onnx` is a wrong model, not a wrong output
     refuse_output(model_dir, out)
     model, tokenizer = load(model_dir)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
