@@ -7,7 +7,6 @@ when run in its repository) the fp32 ONNX model must predict the same labels as 
 model's agreement and scores are reported beside PyTorch's (check.json).
 """
 
-import json
 import logging
 import shutil
 import warnings
@@ -19,7 +18,7 @@ import torch
 
 from textclf.console import DropRecords, quiet_libraries
 from textclf.errors import InputError
-from textclf.files import atomic_dir, read_json, weights_sha256, write_json
+from textclf.files import atomic_dir, read_json, read_json_object, weights_sha256, write_json
 from textclf.inference import length_order
 from textclf.paths import CARD_FILE, EXPORT, MODEL, SOURCE, TASK_FILE, TOKENIZED
 
@@ -63,14 +62,6 @@ def refuse_output(model_dir: Path, out: Path) -> None:
         )
 
 
-def readable_json(path: Path, fix: str) -> dict:
-    """A JSON file of the model folder or the workspace; a broken one is an error naming it and `fix`."""
-    try:
-        return read_json(path)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path} is not valid JSON ({e}): {fix}.") from None
-
-
 def check_model_folder(model_dir: Path) -> None:
     """A trained model folder, whole and readable: else one error line, before anything is loaded."""
     from textclf.pretrained import check_model_files, safetensors_files
@@ -85,7 +76,7 @@ def check_model_folder(model_dir: Path) -> None:
     check_model_files(model_dir)
     for name in ("config.json", TASK_FILE):  # transformers would raise an OSError, with a traceback
         if (model_dir / name).exists():
-            readable_json(model_dir / name, "copy the model folder again, or train it again (dvc exp run)")
+            read_json_object(model_dir / name, "copy the model folder again, or train it again (dvc exp run)")
 
 
 def load(model_dir: Path):
@@ -120,7 +111,7 @@ def own_split(model_dir: Path, labels: list[str]) -> tuple["Dataset | None", str
     if not (model_dir / TASK_FILE).exists():
         return None, f"{model_dir} has no {TASK_FILE} to say which task it was trained for"
     task = read_json(model_dir / TASK_FILE)  # readable: load() checked it
-    why = another_task(task, labels, readable_json(SOURCE, "restore it: dvc checkout"))
+    why = another_task(task, labels, read_json_object(SOURCE, "restore it: dvc checkout"))
     if why:
         return None, f"{here} is another task's ({why}); run export in the repository that trained this model"
     from datasets import load_from_disk

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from textclf.errors import InputError
+
 
 @contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
@@ -87,6 +89,18 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def read_json_object(path: Path, fix: str) -> dict:
+    """A JSON object from a file a user may have copied or edited (a model folder's config.json): one
+    that is not valid JSON, or not an object, is an error naming it and `fix`."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"{path} is not valid JSON ({e}): {fix}.") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{path} is not a JSON object: {fix}.")
+    return value
 
 
 def to_tsv(rows: Sequence[dict], columns: Sequence[str]) -> str:

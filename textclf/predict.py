@@ -19,7 +19,7 @@ import numpy as np
 
 from textclf.columns import is_blank
 from textclf.errors import InputError, short_repr
-from textclf.files import read_json, weights_sha256
+from textclf.files import read_json, read_json_object, weights_sha256
 from textclf.inference import softmax
 from textclf.paths import EXPORT, MODEL, TASK_FILE
 from textclf.pretrained import check_model_files
@@ -29,6 +29,7 @@ from textclf.tables import open_delimited
 CHUNK = 4096  # rows read, predicted and written at a time
 MRPC_TEXTS = {"#1 String": "sentence1", "#2 String": "sentence2"}
 INPUT_FORMATS = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+COPY_AGAIN = "copy the model folder again"
 
 
 @dataclass
@@ -47,7 +48,7 @@ def read_task(folder: Path, text_columns: list[str] | None = None) -> Task:
     if not folder.is_dir():
         raise InputError(f"model folder {folder} does not exist. Give --model a trained model folder (data/model).")
     check_model_files(folder, weights=False)  # an ONNX export has no weights; the torch backend checks them
-    config = model_json(folder / "config.json")
+    config = read_json_object(folder / "config.json", COPY_AGAIN)
     heads = [a for a in config.get("architectures") or [] if a.endswith("ForSequenceClassification")]
     if not heads or not config.get("id2label"):
         raise InputError(
@@ -57,7 +58,7 @@ def read_task(folder: Path, text_columns: list[str] | None = None) -> Task:
     names = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
     task_file = folder / TASK_FILE
     if task_file.exists():
-        saved = model_json(task_file)
+        saved = read_json_object(task_file, COPY_AGAIN)
         trained = saved["text_columns"]
         if text_columns and len(text_columns) != len(trained):
             kind = "sentence pairs" if len(trained) == 2 else "single texts"
@@ -69,17 +70,6 @@ def read_task(folder: Path, text_columns: list[str] | None = None) -> Task:
     if not text_columns:
         raise InputError(f"{folder} has no {TASK_FILE} to say which columns to read: pass --text-columns.")
     return Task(text_columns, names, 512)
-
-
-def model_json(path: Path) -> dict:
-    """A JSON file of a model folder; an error naming it when it is not a JSON object."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"{path} is not valid JSON ({e}): copy the model folder again.") from None
-    if not isinstance(value, dict):
-        raise InputError(f"{path} is not a JSON object: copy the model folder again.")
-    return value
 
 
 # --- reading ---------------------------------------------------------------------------------------
