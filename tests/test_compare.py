@@ -124,3 +124,21 @@ def test_the_committed_baseline_joins_only_when_named():
         assert [(e.name, e.rev, e.metrics["f1"]) for e in found] == [(alias, sha, 0.85), ("exp-a", "e1" * 20, 0.86)]
     with pytest.raises(InputError, match="no finished experiment named nope on this commit"):
         from_show(commits, ["exp-a", "nope"])
+    # an experiment by the sha dvc exp show prints beside its name (it was "no finished experiment named")
+    assert [e.name for e in from_show(commits, ["e1e1e1e"])] == ["exp-a"]
+    with pytest.raises(InputError, match="no finished experiment named e1e1"):
+        from_show(commits, ["e1e1"])  # shorter than dvc prints: too likely to name several
+
+
+def test_experiments_of_different_data_none_shared_by_most_are_refused():
+    """Two experiments of two datasets: one was kept and shown as a one-row table named 'all'."""
+    from textclf.compare import same_rows
+    from textclf.errors import InputError
+
+    rng = np.random.default_rng(0)
+    a, b = exp("mrpc1", 1e-4, 1, 0.8, rng), exp("sms1", 1e-4, 1, 0.8, rng)
+    b.labels = b.labels[:100]
+    with pytest.raises(InputError, match=r"mrpc1 \(400 rows\), sms1 \(100 rows\): scored on different validation rows"):
+        same_rows([a, b])
+    kept, other = same_rows([a, exp("mrpc2", 1e-4, 2, 0.8, rng), b])  # most share one dataset: the others left out
+    assert [e.name for e in kept] == ["mrpc1", "mrpc2"] and [e.name for e in other] == ["sms1"]

@@ -53,11 +53,14 @@ def from_show(commits: list[dict], names: list[str] | None = None) -> list[Exper
         for exp in commit.get("experiments") or []:
             rev = exp["revs"][0]
             name = rev.get("name") or exp.get("name") or rev["rev"][:7]
-            if not names or name in names:
+            # by its name, or by its sha as dvc exp show prints it (7 characters) or longer
+            asked = [n for n in names or [] if n == name or len(n) >= 7 and rev["rev"].startswith(n)]
+            if not names or asked:
                 entries.append((name, rev))
     found = [e for e in (experiment(name, entry) for name, entry in entries) if e is not None]
     if names:
-        missing = sorted(set(names) - {e.name for e in found})
+        by_sha = {n for n in names if len(n) >= 7 and any(e.rev.startswith(n) for e in found)}
+        missing = sorted(set(names) - {e.name for e in found} - by_sha)
         if missing:
             raise InputError(
                 f"no finished experiment named {', '.join(missing)} on this commit (nor its committed results: "
@@ -218,7 +221,14 @@ def same_rows(found: list[Experiment]) -> tuple[list[Experiment], list[Experimen
     def key(e: Experiment) -> bytes:
         return e.labels.tobytes() + bytes([e.num_labels])
 
-    common = Counter(map(key, found)).most_common(1)[0][0]
+    counts = Counter(map(key, found)).most_common()
+    if len(counts) > 1 and counts[0][1] == counts[1][1]:  # no data most of them share
+        by_rows = [f"{e.name} ({len(e.labels)} rows)" for e in found]
+        raise InputError(
+            f"{', '.join(by_rows)}: scored on different validation rows (other data), none shared by most of "
+            "them; compare experiments of one dataset"
+        )
+    common = counts[0][0]
     return [e for e in found if key(e) == common], [e for e in found if key(e) != common]
 
 
