@@ -25,7 +25,7 @@ from textclf.engines.trainer import train_with_trainer
 from textclf.files import atomic_dir, read_json, write_json, writing
 from textclf.frozen import cached_layers, report_frozen_cache
 from textclf.frozen import fill as fill_frozen_cache
-from textclf.model import check_labels, class_weights, load_model, plain
+from textclf.model import check_labels, class_weights, load_model, plain, save_adapter
 from textclf.params import Params, ensure_unchanged, load_params
 from textclf.paths import (
     CHECKPOINTS,
@@ -77,7 +77,7 @@ def write_outputs(p: Params, precision: str, out: Outcome, tokenizer, n_train: i
     with atomic_dir(TRAINED) as tmp:
         # save_pretrained, not trainer.save_model: the latter adds training_args.bin, a pickle file.
         if p.peft != "none":  # the adapter alone too (small, for peft users), then the merged model
-            out.model.save_pretrained(tmp / "adapter")
+            save_adapter(out.model, tmp / "adapter", source["model"]["name"])
         plain(out.model).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         # What a user of the model needs besides the weights: which columns to read, the labels, the

@@ -27,6 +27,27 @@ def test_lora_trains_few_weights_and_saves_a_plain_classifier(prepared, tmp_path
     assert not any("lora" in name for name, _ in model.named_parameters())
     stage_run(work, "evaluate")
     assert 0 <= read(work, "metrics/eval.json")["accuracy"] <= 1
+    if engine == "trainer":
+        adapter_alone_predicts_as_the_merged_model(work, model)
+
+
+def adapter_alone_predicts_as_the_merged_model(work, merged) -> None:
+    """The recipe of the adapter's README: the base checkpoint with the classifier's config, then the
+    adapter. It was peft's blank template, and the adapter named data/pretrained as its base."""
+    from peft import PeftModel
+    from transformers import AutoConfig
+
+    from textclf.heads import register
+
+    adapter = work / "data/trained/adapter"
+    assert "PeftModel.from_pretrained" in (adapter / "README.md").read_text()
+    register()
+    config = AutoConfig.from_pretrained(work / "data/trained")
+    base = AutoModelForSequenceClassification.from_pretrained(work / "data/pretrained", config=config)
+    model = PeftModel.from_pretrained(base, adapter).eval()
+    batch = AutoTokenizer.from_pretrained(work / "data/trained")(["a pair ."], ["of texts ."], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(model(**batch).logits, merged(**batch).logits, atol=1e-4)
 
 
 def test_lora_adapts_only_the_targets_and_merging_keeps_the_predictions(prepared, tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """Model set-up: the pretrained checkpoint with a fresh classification head for the task's labels,
 its dropout rates, the layers left frozen, and the loss (with class weights when asked for)."""
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -118,6 +119,35 @@ def plain(model: torch.nn.Module) -> torch.nn.Module:
     """The model to save: LoRA adapters merged into the weights, so that evaluate, predict and a plain
     from_pretrained load it as an ordinary classifier."""
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+ADAPTER_README = """# LoRA adapter
+
+The low-rank adapters and the classifier head of a model trained by the textclf pipeline on {base}.
+The folder above holds the same model with the adapters merged: use that one unless you want the
+adapter alone. To load the adapter, start from the base checkpoint with the classifier's config (its
+labels and head), then add the adapter:
+
+```python
+import textclf.heads  # a `pooling: mean` classifier's head class (the pipeline's package)
+from peft import PeftModel
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+textclf.heads.register()
+config = AutoConfig.from_pretrained("data/trained")  # the merged model's folder
+base = AutoModelForSequenceClassification.from_pretrained("{base}", config=config)
+model = PeftModel.from_pretrained(base, "data/trained/adapter")
+```
+"""
+
+
+def save_adapter(model: torch.nn.Module, folder: Path, base: str) -> None:
+    """The LoRA adapter alone, naming its base checkpoint as params.yaml does (not the pipeline's copy
+    in data/pretrained), with a README that says how to load it (not peft's blank template)."""
+    model.save_pretrained(folder)
+    config = folder / "adapter_config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"base_model_name_or_path": base}, indent=2))
+    (folder / "README.md").write_text(ADAPTER_README.format(base=base))
 
 
 def freeze_bottom_layers(model: torch.nn.Module, n: int, freeze_embeddings: bool) -> None:
