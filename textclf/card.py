@@ -5,15 +5,14 @@ from typing import Any
 
 import yaml
 
+from textclf.checkpoints import TRAIN_KEYS
 from textclf.diagnose import model_warnings
 from textclf.params import Params
 
-TRAIN_PARAMS = [
-    "lr", "epochs", "batch_size", "weight_decay", "warmup", "lr_scheduler", "grad_accum", "max_grad_norm",
-    "seed", "precision", "group_by_length", "freeze_embeddings", "freeze_layers", "dropout", "pooling",
-    "head_lr_scale", "layer_lr_decay", "ema", "class_weights", "label_smoothing", "engine", "early_stopping_patience",
-    "metric_for_best_model", "max_length", "max_train_samples", "max_eval_samples", "peft", "lora_r", "lora_alpha",
-    "lora_targets", "gradient_checkpointing",
+# The params that made the model (those a checkpoint resumes under, less how often progress was logged),
+# and the data cut
+TRAIN_PARAMS = [k for k in TRAIN_KEYS if k not in ("logging_steps", "eval_steps", "train_eval_rows")] + [
+    "max_length", "max_train_samples", "max_eval_samples",
 ]  # fmt: skip
 METRIC_NAMES = {"accuracy": "Accuracy", "f1": "F1", "precision": "Precision", "recall": "Recall"}
 
