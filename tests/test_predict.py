@@ -447,6 +447,10 @@ def test_the_split_belongs_to_a_model_of_the_same_columns_labels_and_base_model(
         (lambda m: (m / "model.safetensors").unlink(), "has no weights (model.safetensors)"),
         (lambda m: (m / "config.json").write_text("{\n"), "config.json is not valid JSON"),
         (lambda m: (m / "textclf.json").write_text("{\n"), "textclf.json is not valid JSON"),
+        (  # a base model (data/pretrained): it was exported with a random, untrained head
+            lambda m: (m / "config.json").write_text('{"architectures": ["BertModel"], "model_type": "bert"}'),
+            "is not a text classifier (config.json names ['BertModel'])",
+        ),
     ],
 )
 def test_export_of_a_folder_without_a_model_is_one_line(trained, tmp_path, breaks, message):

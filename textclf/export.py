@@ -64,7 +64,7 @@ def refuse_output(model_dir: Path, out: Path) -> None:
 
 def check_model_folder(model_dir: Path) -> None:
     """A trained model folder, whole and readable: else one error line, before anything is loaded."""
-    from textclf.pretrained import check_model_files, safetensors_files
+    from textclf.pretrained import check_model_files, classifier_labels, safetensors_files
 
     if not (model_dir / "config.json").exists():
         raise InputError(f"{model_dir} is not a model folder (no config.json); train one first: dvc exp run")
@@ -74,9 +74,10 @@ def check_model_folder(model_dir: Path) -> None:
             f"(default: {MODEL})."
         )
     check_model_files(model_dir)
-    for name in ("config.json", TASK_FILE):  # transformers would raise an OSError, with a traceback
-        if (model_dir / name).exists():
-            read_json_object(model_dir / name, "copy the model folder again, or train it again (dvc exp run)")
+    again = "copy the model folder again, or train it again (dvc exp run)"
+    classifier_labels(model_dir, again)  # a base model would be exported with an untrained head
+    if (model_dir / TASK_FILE).exists():  # transformers would raise an OSError, with a traceback
+        read_json_object(model_dir / TASK_FILE, again)
 
 
 def load(model_dir: Path):

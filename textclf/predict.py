@@ -22,7 +22,7 @@ from textclf.errors import InputError, short_repr
 from textclf.files import read_json, read_json_object, weights_sha256
 from textclf.inference import softmax
 from textclf.paths import EXPORT, MODEL, TASK_FILE
-from textclf.pretrained import check_model_files
+from textclf.pretrained import check_model_files, classifier_labels
 from textclf.sources import decode_utf8, is_mrpc_tsv, separator_hint
 from textclf.tables import open_delimited
 
@@ -48,14 +48,7 @@ def read_task(folder: Path, text_columns: list[str] | None = None) -> Task:
     if not folder.is_dir():
         raise InputError(f"model folder {folder} does not exist. Give --model a trained model folder (data/model).")
     check_model_files(folder, weights=False)  # an ONNX export has no weights; the torch backend checks them
-    config = read_json_object(folder / "config.json", COPY_AGAIN)
-    heads = [a for a in config.get("architectures") or [] if a.endswith("ForSequenceClassification")]
-    if not heads or not config.get("id2label"):
-        raise InputError(
-            f"{folder} is not a text classifier (config.json names {config.get('architectures')}); "
-            "give --model the folder the pipeline trained (data/model)."
-        )
-    names = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+    names = classifier_labels(folder, COPY_AGAIN)
     task_file = folder / TASK_FILE
     if task_file.exists():
         saved = read_json_object(task_file, COPY_AGAIN)

