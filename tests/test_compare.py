@@ -119,7 +119,7 @@ def test_the_committed_baseline_joins_only_when_named():
         {**entry(sha, 1e-4, 0.85), "name": "main", "experiments": [experiment]},
     ]
     assert [e.name for e in from_show(commits)] == ["exp-a"]
-    for alias in ("HEAD", "main", sha[:7]):
+    for alias in ("HEAD", "main", sha[:7], sha[:9], sha):
         found = from_show(commits, ["exp-a", alias])
         assert [(e.name, e.rev, e.metrics["f1"]) for e in found] == [(alias, sha, 0.85), ("exp-a", "e1" * 20, 0.86)]
     with pytest.raises(InputError, match="no finished experiment named nope on this commit"):
@@ -128,6 +128,10 @@ def test_the_committed_baseline_joins_only_when_named():
     assert [e.name for e in from_show(commits, ["e1e1e1e"])] == ["exp-a"]
     with pytest.raises(InputError, match="no finished experiment named e1e1"):
         from_show(commits, ["e1e1"])  # shorter than dvc prints: too likely to name several
+    twin = {"revs": [{**entry("e1e1e1e" + "0" * 33, 3e-5, 0.8), "name": "exp-b"}]}
+    commits[1]["experiments"].append(twin)
+    with pytest.raises(InputError, match="e1e1e1e is the start of the sha of exp-a, exp-b: give more of it"):
+        from_show(commits, ["e1e1e1e"])
 
 
 def test_experiments_of_different_data_none_shared_by_most_are_refused():

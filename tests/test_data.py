@@ -249,6 +249,7 @@ def test_a_file_in_another_encoding_or_with_a_stray_quote_gets_the_fix(tmp_path,
         (b'text\ngreat film\n"Best movie ever\nterrible acting\nboring plot\n', 3, 2),  # one column: no field count
         (b'text,label\ngood,pos\nok,"neg\nbad,neg\nfine,pos\n', 3, 2),  # the last column runs on
         (b'text\nfine\n"she said ""no""\nlast\r\n', 3, 1),  # doubled quotes inside, CRLF
+        (b'label,text\rpos,good\rneg,"two\rlines\rmore\r', 3, 2),  # lines ending in a lone \r
     ],
 )
 def test_a_quote_that_never_closes_is_refused_not_merged(tmp_path, data, line, merged):
@@ -263,3 +264,6 @@ def test_a_quote_that_never_closes_is_refused_not_merged(tmp_path, data, line, m
 def test_a_quoted_text_with_line_breaks_at_the_end_of_the_file_is_read(tmp_path):
     (tmp_path / "train.csv").write_bytes(b'text\ngood\n"two\nlines ""q"""\n')
     assert load_local(tmp_path, tmp_path / "scratch")["train"].rows["text"] == ["good", 'two\nlines "q"']
+    # a closed last cell of line breaks only (was refused: its text, stripped, is empty)
+    (tmp_path / "train.csv").write_bytes(b'text,label,note\ngood,pos,x\nfine,neg,"\r\n"')
+    assert load_local(tmp_path, tmp_path / "scratch")["train"].rows["note"] == ["x", "\r\n"]

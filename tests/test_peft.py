@@ -2,8 +2,11 @@
 the tiny model. The saved LoRA model is an ordinary classifier (adapters merged): evaluate, predict and
 a plain from_pretrained load it and predict what the trained model predicted."""
 
+import json
+
 import pytest
 import torch
+import yaml
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tests.conftest import copy_work, read, stage_run
@@ -41,9 +44,11 @@ def adapter_alone_predicts_as_the_merged_model(work, merged) -> None:
 
     adapter = work / "data/trained/adapter"
     assert "PeftModel.from_pretrained" in (adapter / "README.md").read_text()
+    base_named = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    assert base_named == yaml.safe_load((work / "params.yaml").read_text())["model"]  # not data/pretrained
     register()
     config = AutoConfig.from_pretrained(work / "data/trained")
-    base = AutoModelForSequenceClassification.from_pretrained(work / "data/pretrained", config=config)
+    base = AutoModelForSequenceClassification.from_pretrained(base_named, config=config)
     model = PeftModel.from_pretrained(base, adapter).eval()
     batch = AutoTokenizer.from_pretrained(work / "data/trained")(["a pair ."], ["of texts ."], return_tensors="pt")
     with torch.no_grad():

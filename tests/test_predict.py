@@ -199,6 +199,11 @@ def test_a_bom_at_the_start_of_json_lines_is_read(trained, tmp_path):
     source = put(tmp_path / "x.jsonl", b'\xef\xbb\xbf{"sentence1": "a", "sentence2": "b"}\n')
     out = textclf("predict", str(source), cwd=trained)
     assert out.returncode == 0 and len(out.stdout.splitlines()) == 2, out.stderr
+    # an array after much white space (the first 64 bytes only were looked at: read as JSON lines)
+    rows = b'[{"sentence1": "a", "sentence2": "b"},\n {"sentence1": "c", "sentence2": "d"}]'
+    source = put(tmp_path / "y.json", b"\n" * 100 + rows)
+    out = textclf("predict", str(source), cwd=trained)
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 3, out.stderr
 
 
 def test_stdin_that_is_not_utf8_is_one_line(trained):

@@ -9,9 +9,9 @@ from textclf.checkpoints import TRAIN_KEYS
 from textclf.diagnose import model_warnings
 from textclf.params import Params
 
-# The params that made the model (those a checkpoint resumes under, less how often progress was logged),
-# and the data cut
-TRAIN_PARAMS = [k for k in TRAIN_KEYS if k not in ("logging_steps", "eval_steps", "train_eval_rows")] + [
+# The params that made the model (those a checkpoint resumes under, less the logging of the train loss and
+# the train sample's accuracy), and the data cut
+TRAIN_PARAMS = [k for k in TRAIN_KEYS if k not in ("logging_steps", "train_eval_rows")] + [
     "max_length", "max_train_samples", "max_eval_samples",
 ]  # fmt: skip
 METRIC_NAMES = {"accuracy": "Accuracy", "f1": "F1", "precision": "Precision", "recall": "Recall"}

@@ -11,6 +11,7 @@ Each has --help. Bad input ends in one `error: ...` line and exit code 1.
 import argparse
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from textclf.errors import InputError
@@ -156,7 +157,8 @@ def terminated(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, terminated)
+    if threading.current_thread() is threading.main_thread():  # signals are handled there only
+        signal.signal(signal.SIGTERM, terminated)
     try:
         args.func(args)
     except InputError as e:

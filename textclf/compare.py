@@ -48,19 +48,21 @@ def from_show(commits: list[dict], names: list[str] | None = None) -> list[Exper
     entries = []  # (name, dvc exp show entry)
     for commit in commits:
         baseline = commit["rev"] != "workspace"
-        aliases = {"HEAD", commit.get("name"), commit["rev"], commit["rev"][:7]} if baseline else set()
-        entries += [(name, commit) for name in sorted(aliases & set(names or []))]
+        aliases = {"HEAD", commit.get("name")} if baseline else set()
+        entries += [(n, commit) for n in sorted(set(names or [])) if baseline and (n in aliases or by_sha(n, commit))]
         for exp in commit.get("experiments") or []:
             rev = exp["revs"][0]
             name = rev.get("name") or exp.get("name") or rev["rev"][:7]
-            # by its name, or by its sha as dvc exp show prints it (7 characters) or longer
-            asked = [n for n in names or [] if n == name or len(n) >= 7 and rev["rev"].startswith(n)]
-            if not names or asked:
+            if not names or name in names or any(by_sha(n, rev) for n in names):
                 entries.append((name, rev))
     found = [e for e in (experiment(name, entry) for name, entry in entries) if e is not None]
+    for n in names or []:
+        matched = sorted({e.name for e in found if by_sha(n, {"rev": e.rev})})
+        if len(matched) > 1:
+            raise InputError(f"{n} is the start of the sha of {', '.join(matched)}: give more of it, or a name")
     if names:
-        by_sha = {n for n in names if len(n) >= 7 and any(e.rev.startswith(n) for e in found)}
-        missing = sorted(set(names) - {e.name for e in found} - by_sha)
+        shas = {n for n in names if any(by_sha(n, {"rev": e.rev}) for e in found)}
+        missing = sorted(set(names) - {e.name for e in found} - shas)
         if missing:
             raise InputError(
                 f"no finished experiment named {', '.join(missing)} on this commit (nor its committed results: "
@@ -72,6 +74,11 @@ def from_show(commits: list[dict], names: list[str] | None = None) -> list[Exper
             "-A); queue some: dvc exp run --queue -S seed=1,2,3"
         )
     return found
+
+
+def by_sha(name: str, entry: dict) -> bool:
+    """Whether `name` is an entry's sha, or its start as dvc exp show prints it (7 characters) or longer."""
+    return len(name) >= 7 and entry["rev"].startswith(name)
 
 
 def experiment(name: str, rev: dict) -> Experiment | None:

@@ -21,13 +21,13 @@ from textclf.errors import InputError
 from textclf.files import atomic_dir, read_json, read_json_object, weights_sha256, write_json
 from textclf.inference import length_order
 from textclf.paths import CARD_FILE, EXPORT, MODEL, SOURCE, TASK_FILE, TOKENIZED
+from textclf.pretrained import MODEL_FILES
 
 if TYPE_CHECKING:
     from datasets import Dataset
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
-COPIED = ["config.json", TASK_FILE, CARD_FILE, "tokenizer.json", "tokenizer_config.json",
-          "special_tokens_map.json", "vocab.txt", "merges.txt", "vocab.json"]  # fmt: skip
+COPIED = [*MODEL_FILES, TASK_FILE, CARD_FILE]  # what describes the model and reads its input
 INT8_AGREEMENT = 0.99  # the least share of rows on which int8 must predict what PyTorch does
 EXPORT_FILES = ["model.onnx", "check.json"]  # what makes a folder an earlier export, safe to replace
 
@@ -108,7 +108,7 @@ def own_split(model_dir: Path, labels: list[str]) -> tuple["Dataset | None", str
     """The workspace's tokenized validation split, where it is of the model's task; else None and why not."""
     here = TOKENIZED / "validation"
     if not here.exists() or not SOURCE.exists():
-        return None, f"no {here} here; run it in the pipeline's repository"
+        return None, f"no {here if not here.exists() else SOURCE} here; run it in the pipeline's repository"
     if not (model_dir / TASK_FILE).exists():
         return None, f"{model_dir} has no {TASK_FILE} to say which task it was trained for"
     task = read_json(model_dir / TASK_FILE)  # readable: load() checked it

@@ -153,9 +153,12 @@ def json_records(path: Path) -> Iterator:
     says; a line that is not JSON, or a file that is one object, is an error naming it."""
     layouts = "a JSON array of objects, or JSON lines (one object per line)"
     with path.open("rb") as f:
-        head = f.read(64).lstrip(b"\xef\xbb\xbf").lstrip()
+        if f.read(3) != b"\xef\xbb\xbf":
+            f.seek(0)
+        while (first := f.read(1)).isspace():  # the first character that is not white space tells
+            pass
         f.seek(0)
-        if head.startswith(b"["):
+        if first == b"[":
             try:
                 records = json.loads(decode_utf8(f.read(), str(path)))
             except ValueError as e:

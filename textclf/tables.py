@@ -54,16 +54,19 @@ def open_delimited(path: Path) -> tuple["pa.Schema", Iterator]:
         raise InputError(problem(path, e, invalid)) from None
 
     def batches() -> Iterator:
-        last = None
+        held = None  # one batch behind: the last one is checked for a quote that never closes before it goes out
         try:
-            for last in reader:
-                yield last
+            for batch in reader:
+                if held is not None:
+                    yield held
+                held = batch
         except Exception as e:  # pyarrow's ArrowInvalid: a malformed row, or bytes that are not UTF-8
             raise InputError(problem(path, e, invalid)) from None
-        if not tsv and last is not None and last.num_rows:
-            unclosed = unclosed_quote(path, last.slice(last.num_rows - 1).to_pylist()[0])
+        if held is not None:
+            unclosed = None if tsv or not held.num_rows else unclosed_quote(path, held.slice(held.num_rows - 1))
             if unclosed:
                 raise InputError(unclosed)
+            yield held
 
     return reader.schema, batches()
 
@@ -96,26 +99,46 @@ def problem(path: Path, error: Exception, invalid: list) -> str:
     )
 
 
-def unclosed_quote(path: Path, last_row: dict) -> str | None:
+def unclosed_quote(path: Path, last_row) -> str | None:
     """The error for a csv whose quote never closes, or None. pyarrow reads such a quote as a text that
     runs to the end of the file, so with one text column every row after it silently became part of one
-    text: that text is in the last row, holds a line break, and is where the file ends."""
-    data = None
-    for value in last_row.values():
-        if not isinstance(value, str) or "\n" not in value and "\r" not in value:
+    text: that text is in the last row, holds a line break (besides any at its end), and is where the
+    file ends, with no closing quote. Reads the file's end only, and where it fires, counts its lines."""
+    for value in last_row.to_pylist()[0].values():
+        text = value.rstrip("\r\n") if isinstance(value, str) else ""
+        if "\n" not in text and "\r" not in text:
             continue
-        data = data if data is not None else path.read_bytes()
-        body, text = data.rstrip(b"\r\n"), value.rstrip("\r\n").replace('"', '""').encode()  # as written
-        start = len(body) - len(text)
-        if body.endswith(text) and data[start - 1 : start] == b'"':  # no closing quote after the text
-            line = data.count(b"\n", 0, start) + 1
-            merged = len(value.rstrip("\r\n").splitlines()) - 1
+        written = text.replace('"', '""').encode()  # as the file has it
+        with path.open("rb") as f:
+            size = f.seek(0, 2)
+            tail_size = min(size, len(written) + 4096)
+            f.seek(size - tail_size)
+            tail = f.read().rstrip(b"\r\n")
+        start = len(tail) - len(written)  # where the text begins, in the tail
+        if start >= 1 and tail.endswith(written) and tail[start - 1 : start] == b'"':
+            opened = size - tail_size + start - 1  # the quote's offset in the file
             return (
-                f'{path}: line {line} opens a quoted text (") that never closes, so the {merged} line(s) after '
-                "it were read as part of that text. Remove the quote, or close it (a quote inside a quoted "
-                'text is written twice: "")'
+                f'{path}: line {line_number(path, opened)} opens a quoted text (") that never closes, so the '
+                f"{line_ends(text.encode())} line(s) after it were read as part of that text. Remove the quote, "
+                'or close it (a quote inside a quoted text is written twice: "")'
             )
     return None
+
+
+def line_ends(data: bytes) -> int:
+    """Line ends in `data`, as the readers count them: \\n, \\r\\n or a lone \\r."""
+    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+
+
+def line_number(path: Path, offset: int) -> int:
+    """The line (1-based) of the file that holds byte `offset`, read a block at a time."""
+    ends, done, last = 0, 0, b""
+    with path.open("rb") as f:
+        while done < offset:
+            block = f.read(min(1 << 20, offset - done))
+            ends += line_ends(last + block) - line_ends(last)  # a \\r\\n split across blocks counts once
+            last, done = block[-1:], done + len(block)
+    return ends + 1
 
 
 def line_of(path: Path, text: str) -> str:

@@ -309,7 +309,8 @@ def foreign_experiments(study) -> list[str]:
     pattern = re.compile(rf"{re.escape(study.study_name)}-\d+")
     trials = study.get_trials(deepcopy=False)
     ours = {t.user_attrs.get("experiment") for t in trials if t.user_attrs.get("queued", True)}
-    names = dvc("exp", "list", "--name-only", check=False).stdout.split()
+    waiting = [name for name, state in queue_status().items() if state in ("Queued", "Running")]
+    names = dvc("exp", "list", "--name-only", check=False).stdout.split() + waiting
     return sorted({n for n in names if pattern.fullmatch(n) and n not in ours})
 
 
@@ -389,6 +390,9 @@ def tune(
             except KeyboardInterrupt:
                 search.stopping.set()
                 say("stopped; running trials go on in DVC's queue, and the next `textclf tune` picks them up")
+                raise
+            except BaseException:  # a trial's error: the other threads stop following theirs, so it shows at once
+                search.stopping.set()
                 raise
     except BaseException:
         # Only when stopped early: the workers finish their running trials and leave. A normal end needs
