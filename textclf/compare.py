@@ -49,19 +49,21 @@ def from_show(commits: list[dict], names: list[str] | None = None) -> list[Exper
     for commit in commits:
         baseline = commit["rev"] != "workspace"
         aliases = {"HEAD", commit.get("name")} if baseline else set()
-        entries += [(n, commit) for n in sorted(set(names or [])) if baseline and (n in aliases or by_sha(n, commit))]
+        entries += [
+            (n, commit) for n in sorted(set(names or [])) if baseline and (n in aliases or by_sha(n, commit["rev"]))
+        ]
         for exp in commit.get("experiments") or []:
             rev = exp["revs"][0]
             name = rev.get("name") or exp.get("name") or rev["rev"][:7]
-            if not names or name in names or any(by_sha(n, rev) for n in names):
+            if not names or name in names or any(by_sha(n, rev["rev"]) for n in names):
                 entries.append((name, rev))
     found = [e for e in (experiment(name, entry) for name, entry in entries) if e is not None]
     for n in names or []:
-        matched = sorted({e.name for e in found if by_sha(n, {"rev": e.rev})})
+        matched = sorted({e.name for e in found if by_sha(n, e.rev)})
         if len(matched) > 1:
             raise InputError(f"{n} is the start of the sha of {', '.join(matched)}: give more of it, or a name")
     if names:
-        shas = {n for n in names if any(by_sha(n, {"rev": e.rev}) for e in found)}
+        shas = {n for n in names if any(by_sha(n, e.rev) for e in found)}
         missing = sorted(set(names) - {e.name for e in found} - shas)
         if missing:
             raise InputError(
@@ -76,9 +78,9 @@ def from_show(commits: list[dict], names: list[str] | None = None) -> list[Exper
     return found
 
 
-def by_sha(name: str, entry: dict) -> bool:
-    """Whether `name` is an entry's sha, or its start as dvc exp show prints it (7 characters) or longer."""
-    return len(name) >= 7 and entry["rev"].startswith(name)
+def by_sha(name: str, sha: str) -> bool:
+    """Whether `name` is the sha, or its start as dvc exp show prints it (7 characters) or longer."""
+    return len(name) >= 7 and sha.startswith(name)
 
 
 def experiment(name: str, rev: dict) -> Experiment | None:
