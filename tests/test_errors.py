@@ -148,6 +148,29 @@ def test_full_disk_gives_one_line_and_no_partial_output(tmp_path):
     assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary folder
 
 
+def test_failed_swap_keeps_the_old_output_and_no_temporary_folder(tmp_path, monkeypatch):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "weights").write_text("old")
+    real_rename = Path.rename
+
+    def rename(self, dest):
+        if self.name == ".model.tmp":
+            raise OSError(errno.EACCES, "Permission denied", str(dest))
+        return real_rename(self, dest)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(OSError, match="Permission denied"):
+        with atomic_dir(target) as tmp:
+            (tmp / "weights").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    assert (target / "weights").read_text() == "old"
+    monkeypatch.undo()
+    with atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["model"] and (target / "weights").read_text() == "new"
+
+
 def test_output_folder_blocked_by_a_file(tmp_path, tiny_model):
     work = tmp_path / "work"
     work.mkdir()

@@ -22,17 +22,24 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     could cache as valid.
     """
     tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    old = target.with_name(f".{target.name}.old.tmp")
+    for leftover in (tmp, old):  # from a killed run
+        shutil.rmtree(leftover, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         yield tmp
+        usual_permissions(tmp)
+        # Set the old output aside rather than delete it first: if the swap fails (a full disk
+        # on another filesystem, permissions), the old output is put back and nothing is lost.
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
     except BaseException:
+        if old.exists() and not target.exists():
+            old.rename(target)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    usual_permissions(tmp)
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def usual_permissions(folder: Path) -> None:
