@@ -83,7 +83,9 @@ def write_outputs(p: Params, precision: str, out: Outcome, tokenizer, n_train: i
         # What a user of the model needs besides the weights: which columns to read, the labels, the
         # truncation length. `textclf predict` reads it; no params.yaml needed.
         task = {k: source[k] for k in ("text_columns", "label_column", "label_names")}
-        write_json(tmp / TASK_FILE, task | {"max_length": p.max_length, "base_model": source["model"]["name"]})
+        base = source["model"]["name"]
+        data = source["content_sha256"]  # which data: export checks on a split only of the same
+        write_json(tmp / TASK_FILE, task | {"max_length": p.max_length, "base_model": base, "data_sha256": data})
 
 
 def main() -> None:

@@ -88,6 +88,7 @@ def test_outputs_of_a_full_run(repo):
     assert len(rows) == 17 and (repo / "data/predictions/test.tsv").exists()
     task = json.loads((repo / "data/model/textclf.json").read_text())
     assert task["text_columns"] == ["sentence1", "sentence2"] and task["label_names"] == NAMES
+    assert task["data_sha256"] == json.loads((repo / "data/source.json").read_text())["content_sha256"]
 
     leaked = [p for p in repo.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     assert leaked == []

@@ -444,6 +444,11 @@ def test_the_split_belongs_to_a_model_of_the_same_columns_labels_and_base_model(
     assert "labels" in another_task(task, ["neg", "neu", "pos"], source)  # ids beyond the split's: IndexError
     assert "labels" in another_task(task, ["yes", "no"], source)  # the same names in another order
     assert "base model" in another_task(task | {"base_model": "roberta"}, ["no", "yes"], source)  # another vocabulary
+    source["content_sha256"] = "a" * 64  # two datasets of the same columns and labels: told apart by content
+    assert another_task(task | {"data_sha256": "a" * 64}, ["no", "yes"], source) is None
+    assert "data of content aaaaaaaaaaaa; the model was trained on data of content bbbbbbbbbbbb" in another_task(
+        task | {"data_sha256": "b" * 64}, ["no", "yes"], source
+    )
 
 
 @pytest.mark.parametrize(
