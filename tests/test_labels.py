@@ -329,6 +329,24 @@ def test_classes_missing_from_validation_are_named(tmp_path):
     ]
 
 
+def test_an_idx_column_that_repeats_values_is_warned_of():
+    """A source's own idx names rows in the predictions and the submission: repeats make rows ambiguous."""
+
+    def split(ids, name):
+        texts = [f"{name} text {i}" for i in range(len(ids))]
+        return Split(Dataset.from_dict({"t": texts, "y": ["a", "b"] * (len(ids) // 2), "idx": ids}), name)
+
+    train, validation = split([0, 1, 2, 9, 3, 9, 1, 4], "train.csv"), split([0, 1, 2, 3], "dev.csv")
+    data, task = prepare({"train": train, "validation": validation}, ["t"], "y", None, 0.1)
+    assert data["train"]["idx"] == [0, 1, 2, 9, 3, 9, 1, 4]  # kept as the source gave them
+    assert [w for w in data_warnings(data, task) if "idx" in w] == [
+        "train's idx column repeats 2 values (first: 1): data/predictions and the test submission name rows by "
+        "idx, so those rows can't be told apart there; give each row its own idx"
+    ]
+    data, task = prepare({"train": split(list(range(8)), "train.csv"), "validation": validation}, ["t"], "y", None, 0.1)
+    assert [w for w in data_warnings(data, task) if "idx" in w] == []
+
+
 def test_source_json_shape_is_serialisable(tmp_path):
     data, task = run(write_sms(tmp_path / "sms"), ["message"], "category")
     json.dumps({"counts": label_counts(data), "task": task._asdict()})

@@ -325,6 +325,19 @@ def carve_validation(train: Dataset, fraction: float, seed: int = SPLIT_SEED) ->
     return train.select(keep), train.select(validation)
 
 
+def repeated_ids(data: DatasetDict) -> dict[str, tuple[int, int]]:
+    """Per split whose idx column (the source's own) holds a value more than once: how many values
+    repeat, and the first of them in row order."""
+    found = {}
+    for split, ds in data.items():
+        ids = ds.data.column(IDX)
+        if pc.count_distinct(ids).as_py() < len(ids):
+            counts = pc.value_counts(ids)  # in order of first appearance
+            many = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
+            found[split] = (len(many), many[0].as_py())
+    return found
+
+
 def missing_from_validation(data: DatasetDict) -> list[str]:
     """Train's classes with no validation row: validation's scores say nothing about them."""
     names = data["train"].features[LABEL].names
@@ -375,6 +388,11 @@ def data_warnings(data: DatasetDict, task: Task) -> list[str]:
                 f"{seen} of {len(data[split])} {split} rows have the text of a train row: {split} scores them "
                 "as seen data (a split copied from train, or overlapping it?)"
             )
+    for split, (repeated, first) in repeated_ids(data).items():
+        found.append(
+            f"{split}'s {IDX} column repeats {repeated} values (first: {first}): data/predictions and the test "
+            f"submission name rows by {IDX}, so those rows can't be told apart there; give each row its own {IDX}"
+        )
     missing = missing_from_validation(data)
     if missing:
         shown = first_few(missing)
