@@ -81,6 +81,27 @@ def test_lora_adapts_only_the_targets_and_merging_keeps_the_predictions(prepared
         assert torch.allclose(reloaded(**batch).logits, adapted, atol=1e-4)
 
 
+def test_head_lr_scale_and_layer_lr_decay_reach_the_adapters_as_their_layers(tiny_model):
+    """Under peft every name starts base_model.model.: the adapters had all trained at the head's lr,
+    and layer_lr_decay did nothing."""
+    pytest.importorskip("peft", reason="the lora extra is not installed (pip install -e '.[lora]')")
+    from textclf.model import param_groups
+
+    settings = {"peft": "lora", "lr": 1e-4, "head_lr_scale": 10, "layer_lr_decay": 0.5, "freeze_layers": 0}
+    p = parse_params(defaults() | settings)
+    model = load_model(p, ["no", "yes"], pretrained=tiny_model)
+    lr_of = {id(w): g["lr"] for g in param_groups(model, p) for w in g["params"]}
+    trained = {n: lr_of[id(w)] for n, w in model.named_parameters() if w.requires_grad}
+    assert len(trained) == len(lr_of)  # every trainable weight in a group, and only those
+    for name, lr in trained.items():
+        if "lora_" in name:  # the tiny model's 2 layers: the top one at lr, the one below at half
+            layer = int(name.split(".layer.")[1].split(".")[0])
+            assert lr == pytest.approx(1e-4 * 0.5 ** (1 - layer)), name
+        else:
+            assert "classifier" in name or "pooler" in name, name
+            assert lr == pytest.approx(1e-3), name
+
+
 def test_gradient_checkpointing_is_switched_on_by_the_model_set_up(tiny_model):
     """load_model turns it on, for both engines (the Trainer is not asked to do it again)."""
 

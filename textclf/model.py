@@ -172,15 +172,18 @@ def param_groups(model: torch.nn.Module, p: Params) -> list[dict]:
     the embeddings at lr x layer_lr_decay^n."""
     from transformers.trainer_pt_utils import get_parameter_names
 
-    decay = set(get_parameter_names(model, [torch.nn.LayerNorm], ["bias", "layernorm", "rmsnorm"]))
-    named = [(n, w) for n, w in model.named_parameters() if w.requires_grad]
+    # Under peft, names are the wrapper's (base_model.model.bert.encoder...): read names, prefix and
+    # layer count from the transformers model inside (the same weights), or every adapter is "head".
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decay = set(get_parameter_names(inner, [torch.nn.LayerNorm], ["bias", "layernorm", "rmsnorm"]))
+    named = [(n, w) for n, w in inner.named_parameters() if w.requires_grad]
     if p.head_lr_scale == 1 and p.layer_lr_decay == 1:
         return [
             {"params": [w for n, w in named if n in decay], "weight_decay": p.weight_decay},
             {"params": [w for n, w in named if n not in decay], "weight_decay": 0.0},
         ]
-    prefix = getattr(model, "base_model_prefix", "")
-    layers = len(getattr(getattr(model.base_model, "encoder", None), "layer", []))
+    prefix = getattr(inner, "base_model_prefix", "")
+    layers = len(getattr(getattr(inner.base_model, "encoder", None), "layer", []))
     groups: dict[tuple[float, float], list] = {}
     for name, weight in named:
         scale = lr_scale(name, prefix, layers, p.head_lr_scale, p.layer_lr_decay)
