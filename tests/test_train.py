@@ -60,17 +60,20 @@ def test_same_seed_same_metrics(prepared, tmp_path, engine):
     assert runs[0] == runs[1]
 
 
-def test_both_engines_train_on_the_same_batches_every_epoch(prepared, tmp_path):
+@pytest.mark.parametrize("grad_accum", [1, 3])
+def test_both_engines_train_on_the_same_batches_every_epoch(prepared, tmp_path, grad_accum):
     # The same seed gives both engines the same batch order in each epoch, a new one per epoch: their
-    # curves agree to float noise. (The loop once replayed epoch 0's order in every epoch.)
+    # curves agree to float noise. (The loop once replayed epoch 0's order in every epoch; with grad_accum
+    # it grouped rows by length per batch, the Trainer per optimizer step, and counted epochs in steps.)
     # logging_steps 3 in a 40-step run: the last, shorter window (steps 40) is logged too, by both.
     curves = {}
     for engine in ENGINES:
         work = copy_work(prepared, tmp_path / engine)
-        stage_run(work, "train", engine=engine, eval_steps=5, logging_steps=3)
+        stage_run(work, "train", engine=engine, eval_steps=5, logging_steps=3, grad_accum=grad_accum)
         curves[engine] = [[float(x) for x in r.split("\t")] for r in read(work, "metrics/curves/train.tsv")[1:]]
         assert read(work, "metrics/train.json")["train_loss"] == curves[engine][-1][2]
-    assert [r[0] for r in curves["trainer"]] == [r[0] for r in curves["accelerate"]] == [*range(3, 40, 3), 40]
+    steps = [*range(3, 40, 3), 40] if grad_accum == 1 else [*range(3, 14, 3), 14]  # 14: ceil(40 / 3) per epoch
+    assert [r[0] for r in curves["trainer"]] == [r[0] for r in curves["accelerate"]] == steps
     for a, b in zip(curves["trainer"], curves["accelerate"], strict=True):
         assert a == pytest.approx(b, rel=1e-5, abs=1e-7)  # step, epoch, train loss, lr
 

@@ -48,11 +48,18 @@ def warmup_steps(warmup: float, total_steps: int) -> int:
 def train_loader(ds: Dataset, p: Params, collator, epoch: int) -> DataLoader:
     # Orders seeded per epoch: a resumed run trains on the same batches as an uninterrupted one.
     if p.group_by_length:
-        sampler = EpochLengthSampler(p.batch_size, [len(x) for x in ds["input_ids"]], p.seed)
+        # Grouped per optimizer step's rows (batch x grad_accum), as the Trainer groups: the same batches.
+        sampler = EpochLengthSampler(p.batch_size * p.grad_accum, [len(x) for x in ds["input_ids"]], p.seed)
         sampler.set_epoch(epoch)
     else:
         sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(p.seed + epoch))
     return DataLoader(ds, batch_size=p.batch_size, sampler=sampler, collate_fn=collator)
+
+
+def step_batches(done: int, batches: int, grad_accum: int) -> int:
+    """How many batches the optimizer step that batch number `done` (0-based, in its epoch) belongs to
+    gathers: grad_accum, fewer for the epoch's last step where the batches don't divide evenly."""
+    return min(grad_accum, batches - done // grad_accum * grad_accum)
 
 
 def evaluate(accelerator: Accelerator, model, loader: DataLoader) -> dict:
@@ -153,7 +160,8 @@ def train_with_accelerate(job: Job) -> Outcome:
         "best_epoch": None,
         "bad": 0,
     }
-    window = []  # losses since the last logged train loss
+    window = []  # the step losses since the last logged train loss (the mean of the steps', as the Trainer's)
+    group = []  # the batch losses of the step under way (grad_accum batches make a step)
     if resume:
         accelerator.load_state(str(resume))
         st = json.loads((resume / "loop_state.json").read_text())
@@ -174,6 +182,11 @@ def train_with_accelerate(job: Job) -> Outcome:
         if accelerator.is_main_process:
             write_progress(st["log_history"], total, metric, greater, done=False)
 
+    def epoch_now() -> float:
+        # The share of the epoch's batches trained on, as the Trainer counts it: with grad_accum, an epoch
+        # of 16 batches at 3 per step is 6 steps, the first of them 3/16 of it (not 1/6).
+        return st["epoch"] + st["batches_done"] / batches
+
     def score_and_keep() -> None:
         scores = {}
         for name in ("train_sample", "validation"):
@@ -181,7 +194,7 @@ def train_with_accelerate(job: Job) -> Outcome:
                 began = time.perf_counter()
                 scores |= {f"eval_{name}_{k}": v for k, v in evaluate(accelerator, model, eval_loaders[name]).items()}
                 scores[f"eval_{name}_runtime"] = round(time.perf_counter() - began, 4)  # as the Trainer logs it
-        epoch = st["step"] / steps_per_epoch
+        epoch = epoch_now()
         st["log_history"].append({**scores, "epoch": epoch, "step": st["step"]})
         # Patience counts evaluations without a better metric, as the Trainer's early stopping does; the
         # kept model also moves to an equal metric at a lower validation loss (is_better).
@@ -209,15 +222,19 @@ def train_with_accelerate(job: Job) -> Outcome:
         for batch in loader:
             with accelerator.accumulate(model):
                 loss = batch_loss(model, batch, job.class_weights, p.label_smoothing)
-                accelerator.backward(loss)
+                # backward() divides by grad_accum; an epoch's last step may gather fewer batches, and
+                # its gradient is their mean too (as the Trainer computes it), not a share of one.
+                accelerator.backward(loss * p.grad_accum / step_batches(st["batches_done"], batches, p.grad_accum))
                 if accelerator.sync_gradients and p.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), p.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
             st["batches_done"] += 1
-            window.append(loss.detach().float())
+            group.append(loss.detach().float())
             if not accelerator.sync_gradients:
                 continue
+            window.append(torch.stack(group).mean())  # the step's loss: the mean over its batches
+            group = []
             used_lr = scheduler.get_last_lr()[0]  # this step's lr, the one logged (as the Trainer does)
             scheduler.step()
             st["step"] += 1
@@ -227,7 +244,7 @@ def train_with_accelerate(job: Job) -> Outcome:
                 mean = accelerator.gather(torch.stack(window).mean()).mean().item()
                 progress.loss = mean
                 st["log_history"].append(
-                    {"loss": mean, "learning_rate": used_lr, "epoch": st["step"] / steps_per_epoch, "step": st["step"]}
+                    {"loss": mean, "learning_rate": used_lr, "epoch": epoch_now(), "step": st["step"]}
                 )
                 window = []
             progress.step(st["step"])
