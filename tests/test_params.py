@@ -140,3 +140,26 @@ def test_an_unknown_key_says_to_delete_its_line(tmp_path, monkeypatch):
     assert "Did you mean 'lr'? params.yaml now holds 'lerning_rate: 0.0001' (DVC wrote it there): delete" in str(
         e.value
     )
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        # peft reads the empty list of layers above freeze_layers as every layer: LoRA on the frozen ones
+        ({"freeze_layers": 2}, "freeze_layers: 2 freezes all 2 layers of the model, so peft: lora has no layer left"),
+        # peft adapted `query` and dropped the misspelt name without a word
+        ({"lora_targets": ["query", "vlaue"]}, "lora_targets: 'vlaue' names no module of model"),
+        ({"lora_targets": ["qkv", "v"]}, "lora_targets: 'qkv', 'v' name no module of model"),
+    ],
+)
+def test_lora_settings_that_adapt_something_else_are_refused_before_work(tiny_model, settings, message):
+    from textclf.errors import InputError
+    from textclf.preflight import check_model
+
+    p = parse_params(defaults() | {"model": str(tiny_model), "peft": "lora", "freeze_layers": 1} | settings)
+    with pytest.raises(InputError, match=message) as refused:
+        check_model(p)
+    if "lora_targets" in settings:  # the names it could take
+        assert "its layers' matrices are dense, key, query, value." in str(refused.value)
+    check_model(parse_params(defaults() | {"model": str(tiny_model), "peft": "lora", "freeze_layers": 1}))
+    check_model(parse_params(defaults() | {"model": str(tiny_model), "freeze_layers": 2}))  # without peft: head only

@@ -14,7 +14,7 @@ from textclf.console import describe_load, without_load_report
 from textclf.errors import InputError, first_few
 from textclf.frozen import attach as attach_frozen_cache
 from textclf.heads import classifier_class
-from textclf.params import Params, freeze_layers_refused
+from textclf.params import Params, freeze_layers_refused, lora_layers_refused
 from textclf.paths import PRETRAINED
 
 
@@ -93,6 +93,8 @@ def with_lora(model: torch.nn.Module, p: Params) -> torch.nn.Module:
     except ImportError:
         raise InputError("peft: lora needs the peft package: pip install -e '.[lora]'") from None
     layers = len(getattr(getattr(model.base_model, "encoder", None), "layer", []))
+    if layers and p.freeze_layers >= layers:  # a Hub model (preflight checks a local one)
+        raise lora_layers_refused(p.freeze_layers, layers)
     head = [name for name in ("classifier", "score", "pre_classifier", "pooler") if find_module(model, name)]
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,

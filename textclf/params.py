@@ -328,6 +328,27 @@ def freeze_layers_refused(n: int, layers: int) -> ParamsError:
     return refused(f"freeze_layers: {n} exceeds the model's {layers} layers.", "freeze_layers", n)
 
 
+def lora_layers_refused(n: int, layers: int) -> ParamsError:
+    """peft: lora with every layer frozen: peft reads the empty list of layers to adapt as all of them."""
+    return refused(
+        f"freeze_layers: {n} freezes all {layers} layers of the model, so peft: lora has no layer left to adapt. "
+        "Lower freeze_layers, or set peft: none to train the head alone.",
+        "freeze_layers",
+        n,
+    )
+
+
+def lora_targets_refused(absent: list[str], model: str, matrices: list[str], targets: list[str]) -> ParamsError:
+    """lora_targets naming modules the checkpoint lacks: peft adapts the names it finds, drops the rest."""
+    shown = ", ".join(repr(t) for t in absent)
+    return refused(
+        f"lora_targets: {shown} name{'s' if len(absent) == 1 else ''} no module of model {model}; its layers' "
+        f"matrices are {', '.join(matrices)}. Set lora_targets to some of those, e.g. [query, value].",
+        "lora_targets",
+        targets,
+    )
+
+
 def committed_params(path: Path = PARAMS_FILE) -> dict[str, Any] | None:
     """params.yaml as last committed to git, if there is a git repository here (for a restore hint)."""
     import subprocess

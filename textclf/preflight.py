@@ -8,12 +8,19 @@ stage after source runs, nothing is deleted. What needs the data's rows or a dow
 a Hub dataset's columns) is still checked by the later stages.
 """
 
+import json
 from pathlib import Path
 
 from textclf.errors import InputError
 from textclf.files import read_json
-from textclf.params import Params, freeze_layers_refused, max_length_refused
-from textclf.pretrained import local_model
+from textclf.params import (
+    Params,
+    freeze_layers_refused,
+    lora_layers_refused,
+    lora_targets_refused,
+    max_length_refused,
+)
+from textclf.pretrained import local_model, safetensors_files
 from textclf.sources import (
     find_split_files,
     has_rows,
@@ -67,9 +74,41 @@ def check_model(p: Params) -> None:
     layers = config.get("num_hidden_layers") or config.get("n_layers")
     if layers is not None and p.freeze_layers > layers:
         raise freeze_layers_refused(p.freeze_layers, layers)
+    if p.peft == "lora":
+        check_lora(p, folder, layers)
     limit = model_max_length(folder, config)
     if limit is not None and p.max_length > limit:
         raise max_length_refused(p.max_length, limit)
+
+
+def check_lora(p: Params, folder: Path, layers: int | None) -> None:
+    """LoRA adapts the layers above freeze_layers, in the lora_targets modules: refuse settings that leave
+    none (peft reads an empty layer list as every layer) or name a module the checkpoint lacks (peft
+    adapts the names it finds and drops the rest without a word)."""
+    if layers is not None and p.freeze_layers >= layers:
+        raise lora_layers_refused(p.freeze_layers, layers)
+    shapes = weight_shapes(folder)
+    if not shapes:
+        return  # a pickled-only checkpoint (allow_pickle): peft still refuses a name that matches nothing
+    modules = {name.rpartition(".")[0] for name in shapes}
+    absent = [t for t in p.lora_targets if not any(m == t or m.endswith(f".{t}") for m in modules)]
+    if absent:
+        # What could be named: the last part of the name of every matrix in the encoder's layers.
+        matrices = sorted({n.rpartition(".")[0].rpartition(".")[2] for n, shape in shapes.items()
+                           if len(shape) == 2 and ".layer." in n and n.endswith(".weight")})  # fmt: skip
+        raise lora_targets_refused(absent, p.model, matrices, p.lora_targets)
+
+
+def weight_shapes(folder: Path) -> dict[str, list[int]]:
+    """Every weight's name and shape, from the safetensors headers alone (no weight is read)."""
+    shapes = {}
+    for name in safetensors_files(folder):
+        if name.endswith(".safetensors"):
+            with (folder / name).open("rb") as f:
+                size = int.from_bytes(f.read(8), "little")
+                header = json.loads(f.read(size))
+            shapes |= {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
+    return shapes
 
 
 def model_max_length(folder: Path, config: dict) -> int | None:
