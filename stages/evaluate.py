@@ -63,7 +63,8 @@ def main() -> None:
     ensure_unchanged("evaluate")
     results = write_scores(data, logits, names)
     print("evaluate: validation " + ", ".join(f"{k} {v:.4f}" for k, v in results["scores"]["validation"].items()))
-    found = write_diagnosis(data, logits["validation"], names, p.class_weights, p.label_smoothing, p.lr)
+    lora = p.peft == "lora"  # its lr advice: adapters take a larger lr
+    found = write_diagnosis(data, logits["validation"], names, p.class_weights, p.label_smoothing, p.lr, lora)
     print(format_report(found))
 
     card = model_card(

@@ -80,12 +80,11 @@ def write_outputs(p: Params, precision: str, out: Outcome, tokenizer, n_train: i
             save_adapter(out.model, tmp / "adapter", source["model"]["name"])
         plain(out.model).save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        # What a user of the model needs besides the weights: which columns to read, the labels, the
-        # truncation length. `textclf predict` reads it; no params.yaml needed.
-        task = {k: source[k] for k in ("text_columns", "label_column", "label_names")}
-        base = source["model"]["name"]
-        data = source["content_sha256"]  # which data: export checks on a split only of the same
-        write_json(tmp / TASK_FILE, task | {"max_length": p.max_length, "base_model": base, "data_sha256": data})
+        # What a user of the model needs besides the weights: which columns to read, the labels, the truncation
+        # length (`textclf predict` reads it; no params.yaml needed); the data's hash, for export's check.
+        task = {k: source[k] for k in ("text_columns", "label_column", "label_names")} | {"max_length": p.max_length}
+        made = {"base_model": source["model"]["name"], "data_sha256": source["content_sha256"]}
+        write_json(tmp / TASK_FILE, task | made)
 
 
 def main() -> None:

@@ -354,6 +354,20 @@ def test_mrpc_collapsed_run_flags_collapse_from_scores():
     assert d["suggestions"]["underfitting"] == "fix the collapse first"
 
 
+def test_the_lr_advice_of_a_lora_run_follows_the_adapters_range():
+    """A collapsed LoRA run at 5e-4 (the lr the README advises adapters) was told to lower it to
+    2e-5..5e-5, the full update's range; at 1e-2 it is too high for adapters too."""
+    train_rows, val_rows, final = mrpc_collapsed_run()
+    common = {"majority_rate": MRPC_MAJORITY, "prior": MRPC_PRIOR}
+    lora = diagnose(train_rows, val_rows, final, lr=5e-4, adapters=True, **common)
+    assert lora["collapsed"] and "check the labels" in lora["suggestions"]["collapsed"]
+    assert "2e-5" not in lora["suggestions"]["collapsed"] and "2e-4..5e-4" in lora["suggestions"]["collapsed"]
+    full = diagnose(train_rows, val_rows, final, lr=5e-4, **common)
+    assert "lower lr (peak 5e-4) to 2e-5..5e-5" in full["suggestions"]["collapsed"]
+    high = diagnose(train_rows, val_rows, final, lr=1e-2, adapters=True, **common)
+    assert "lower lr (peak 1e-2) to 2e-4..5e-4" in high["suggestions"]["collapsed"]
+
+
 def test_mrpc_collapsed_run_flags_collapse_from_last_epoch_without_final():
     train_rows, val_rows, _ = mrpc_collapsed_run()
     assert diagnose(train_rows, val_rows)["collapsed"]

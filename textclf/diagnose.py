@@ -116,6 +116,19 @@ BASELINE_Z = 3.0
 # benchmarks/README.md), so it is also the top that an underfitting run is told to raise lr to.
 HIGH_LR = 1e-4
 GOOD_LR = "2e-5..5e-5"
+
+
+class LrRange(NamedTuple):
+    """The top of the stable lr range (above it: told to lower lr), and the range advised."""
+
+    high: float
+    good: str
+
+
+FULL_UPDATE = LrRange(HIGH_LR, GOOD_LR)
+# Low-rank adapters learn more slowly than a full update and take a larger lr: the LoRA paper's GLUE runs
+# used 4e-4..5e-4; on MRPC here 5e-4 beat 1e-4 by 3 F1 points (README, "Bigger models").
+ADAPTERS = LrRange(1e-3, "2e-4..5e-4")
 # A new classification head needs a few hundred optimizer steps; after fewer, a model that predicts
 # only the majority class has mostly not had time to learn, whatever its lr.
 FEW_STEPS = 100
@@ -280,22 +293,21 @@ def check_accuracy_gap(val_rows: Sequence[Row], n_validation: int | None = None)
 # --- underfitting ------------------------------------------------------------------------------
 
 
-def _raise_lr_or_epochs(train_rows: Sequence[Row], lr: float = math.nan) -> str:
+def _raise_lr_or_epochs(train_rows: Sequence[Row], lr: float = math.nan, lrs: LrRange = FULL_UPDATE) -> str:
     """More lr, or more epochs where the lr (the configured peak; else the highest logged) is already
     at the top of the range."""
     if not math.isfinite(lr):
         lr = peak_lr(train_rows)
-    if math.isfinite(lr) and lr > HIGH_LR:
+    if math.isfinite(lr) and lr > lrs.high:
         # Raising an already too-high lr makes things worse: at this size it stops learning, not crawls.
-        return f"lower lr: peak lr {_lr_text(lr)} is too high to learn, not too low; try {GOOD_LR}"
+        return f"lower lr: peak lr {_lr_text(lr)} is too high to learn, not too low; try {lrs.good}"
     epochs = _finite(_column(train_rows, "epoch"))
     now = f" (now {math.ceil(max(epochs))})" if epochs else ""
-    if math.isfinite(lr) and lr >= HIGH_LR:
+    if math.isfinite(lr) and lr >= lrs.high:
         top = f"lr {_lr_text(lr)} is already the top of the stable range"
         return f"raise epochs{now}: {top}; check warmup is not most of the run"
-    return (
-        f"raise lr (peak {_lr_text(lr)}; up to {_lr_text(HIGH_LR)}) or epochs{now}; check warmup is not most of the run"
-    )
+    up_to = f"peak {_lr_text(lr)}; up to {_lr_text(lrs.high)}"
+    return f"raise lr ({up_to}) or epochs{now}; check warmup is not most of the run"
 
 
 def prior_loss(label_counts: Sequence[int], class_weighted: bool = False, smoothing: float = 0.0) -> float:
@@ -324,6 +336,7 @@ def check_underfitting(
     prior: float = math.log(2),
     lr: float = math.nan,
     train_sample_accuracy: float = math.nan,
+    lrs: LrRange = FULL_UPDATE,
 ) -> Finding:
     """Train loss ends near the level of predicting the label prior, or barely moves from its start,
     unless the train sample (its accuracy at the last evaluation) is classified all but perfectly.
@@ -348,7 +361,7 @@ def check_underfitting(
             f"{why}, over {count} logged steps, but the train sample is classified at "
             f"{train_sample_accuracy:.3f}: fitted, not underfitting",
         )
-    return Finding(True, f"{why}, over {count} logged steps", _raise_lr_or_epochs(train_rows, lr))
+    return Finding(True, f"{why}, over {count} logged steps", _raise_lr_or_epochs(train_rows, lr, lrs))
 
 
 # --- instability -------------------------------------------------------------------------------
@@ -448,10 +461,12 @@ def last_step(train_rows: Sequence[Row]) -> int | None:
     return int(max(steps)) if steps else None
 
 
-def _fix_collapse(lr: float, steps: int | None = None, smallest_share: float | None = None) -> str:
+def _fix_collapse(
+    lr: float, steps: int | None = None, smallest_share: float | None = None, lrs: LrRange = FULL_UPDATE
+) -> str:
     """What to try against a one-class model; `smallest_share` (the smallest class's share of train)
     is given for a run that does not weigh its classes yet."""
-    high = math.isfinite(lr) and lr > HIGH_LR
+    high = math.isfinite(lr) and lr > lrs.high
     weigh = (
         f"train's smallest class is {smallest_share:.0%} of its rows: weigh the classes (class_weights: balanced); "
         if smallest_share is not None and smallest_share < IMBALANCED_SHARE
@@ -463,8 +478,8 @@ def _fix_collapse(lr: float, steps: int | None = None, smallest_share: float | N
             "train on more rows (max_train_samples) or for more epochs, aiming at a few hundred steps"
         )
     if not high:
-        return weigh + f"check the labels (every class in train, mapped right); then try a lower lr ({GOOD_LR})"
-    return weigh + f"lower lr (peak {_lr_text(lr)}) to {GOOD_LR}; check the train labels hold every class"
+        return weigh + f"check the labels (every class in train, mapped right); then try a lower lr ({lrs.good})"
+    return weigh + f"lower lr (peak {_lr_text(lr)}) to {lrs.good}; check the train labels hold every class"
 
 
 def check_collapsed(
@@ -475,6 +490,7 @@ def check_collapsed(
     lr: float = math.nan,
     steps: int | None = None,
     smallest_share: float | None = None,
+    lrs: LrRange = FULL_UPDATE,
 ) -> Finding:
     """The model predicts one class: from the predicted shares if given, else from accuracy and F1."""
     if predicted_share:
@@ -483,7 +499,7 @@ def check_collapsed(
             return Finding(
                 True,
                 f"predicts class {label} for {share:.1%} of validation examples",
-                _fix_collapse(lr, steps, smallest_share),
+                _fix_collapse(lr, steps, smallest_share, lrs),
             )
         return Finding(False)
     accuracy, f1 = final_scores(val_rows, final)
@@ -494,7 +510,7 @@ def check_collapsed(
         return Finding(False)
     rate = f", at the majority-class rate {majority_rate:.3f}" if majority_rate is not None else ""
     evidence = f"val accuracy {accuracy:.3f} and F1 {f1:.3f} are what an {kind} predictor scores{rate}"
-    return Finding(True, evidence, _fix_collapse(lr, steps, smallest_share))
+    return Finding(True, evidence, _fix_collapse(lr, steps, smallest_share, lrs))
 
 
 # --- near the majority baseline ----------------------------------------------------------------
@@ -712,6 +728,7 @@ def diagnose(
     train_counts: Mapping[str, int] | None = None,
     lr: float | None = None,
     confusion: Sequence[Sequence[int]] | None = None,
+    adapters: bool = False,
 ) -> dict:
     """Flags, evidence and suggestions for one run, JSON-ready (no NaN: only strings and booleans).
 
@@ -720,8 +737,10 @@ def diagnose(
     checked for being too small to judge by. `lr` is the configured peak lr (params' lr); without it,
     the highest logged one, which a short run's sparse logging can put well below the peak. `confusion`
     (validation, rows: true class) is given for a run trained for balanced accuracy (class_weights:
-    balanced): its baseline check then reads balanced accuracy instead of accuracy.
+    balanced): its baseline check then reads balanced accuracy instead of accuracy. `adapters`: trained
+    with LoRA (peft: lora), whose stable lr range is higher: the lr advice follows it.
     """
+    lrs = ADAPTERS if adapters else FULL_UPDATE
     peak = lr if lr is not None else peak_lr(train_rows)
     counts = [c for c in (train_counts or {}).values() if c]
     # The smallest class's share of train, for a run that does not weigh classes (confusion is None).
@@ -729,12 +748,12 @@ def diagnose(
     baseline = baseline_test(val_rows, final, majority_rate, n_validation, confusion)  # near_baseline, small_data
     findings = {
         "collapsed": check_collapsed(
-            val_rows, final, predicted_share, majority_rate, peak, last_step(train_rows), unweighted_share
+            val_rows, final, predicted_share, majority_rate, peak, last_step(train_rows), unweighted_share, lrs
         ),
         "near_baseline": judge_near_baseline(baseline, sum(train_counts.values()) if train_counts else None),
         "unstable": check_unstable(train_rows, val_rows),
         "underfitting": check_underfitting(
-            train_rows, prior, peak, _num(val_rows[-1].get("train_sample_accuracy")) if val_rows else math.nan
+            train_rows, prior, peak, _num(val_rows[-1].get("train_sample_accuracy")) if val_rows else math.nan, lrs
         ),
         "overfitting": overfitting(train_rows, val_rows, n_validation),
         "small_data": check_small_data(n_validation, train_counts, baseline),

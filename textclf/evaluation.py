@@ -52,6 +52,7 @@ def write_diagnosis(
     class_weights: str,
     label_smoothing: float,
     lr: float | None = None,
+    adapters: bool = False,
 ) -> dict:
     """The diagnosis of the train stage's curves plus what the final model predicts on validation."""
     val_labels = label_ids(data["validation"])
@@ -71,6 +72,7 @@ def write_diagnosis(
         lr=lr,
         # A class-weighted run trades accuracy for the smaller classes: judged by balanced accuracy.
         confusion=confusion(predicted, val_labels, len(names)).tolist() if class_weights == "balanced" else None,
+        adapters=adapters,
     )
     write_json(DIAGNOSIS, {k: v for k, v in found.items() if k not in ("evidence", "suggestions")})
     write_json(DIAGNOSIS_DETAILS, {"evidence": found["evidence"], "suggestions": found["suggestions"]})
