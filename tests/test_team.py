@@ -91,6 +91,35 @@ def test_the_run_cache_spares_a_teammate_training_that_was_done(tmp_path, tiny_m
     assert (second / "data/trained/model.safetensors").read_bytes() == first_model
 
 
+def test_experiments_made_before_the_remote_push_their_outputs_with_the_local_remote(tmp_path, tiny_model):
+    """As the README says: `dvc exp push` and `pull` read the remote from each experiment's commit, and
+    one made before the commit that added the remote moved no outputs ("Pushed" all the same); with the
+    remote named in .dvc/config.local too, on both clones, a teammate applies it."""
+    data = write_mrpc(tmp_path / "mrpc")
+    first = make_repo(tmp_path / "first", {"dataset": str(data), "model": str(tiny_model), **TINY_TRAIN})
+    origin = tmp_path / "origin.git"
+    run(["git", "init", "-q", "--bare", str(origin)], tmp_path)
+    run(["git", "remote", "add", "origin", str(origin)], first)
+    run(["dvc", "repro"], first)
+    run(["git", "add", "-A"], first)
+    run(["git", "commit", "-qm", "baseline, no remote yet"], first)
+    run(["dvc", "exp", "run", "-n", "early", "-S", "lr=2e-3"], first)
+    storage = str(tmp_path / "storage")
+    run(["dvc", "remote", "add", "-d", "shared", storage], first)
+    run(["git", "add", ".dvc/config"], first)
+    run(["git", "commit", "-qm", "Team DVC remote"], first)
+    run(["dvc", "remote", "add", "--local", "-d", "shared", storage], first)
+    run(["dvc", "push", "--run-cache"], first)
+    run(["git", "push", "-q", "origin", "HEAD:main"], first)
+    run(["dvc", "exp", "push", "origin", "-A"], first)
+    second = clone(origin, tmp_path / "second")
+    run(["dvc", "remote", "add", "--local", "-d", "shared", storage], second)
+    run(["dvc", "exp", "pull", "origin", "early"], second)
+    run(["dvc", "exp", "apply", "early"], second)  # its checkout failed: no outputs on the remote
+    assert (second / "data/trained/model.safetensors").exists()
+    assert json.loads((second / "metrics/eval.json").read_text()) != {}
+
+
 @pytest.fixture
 def s3(monkeypatch):
     """A local S3-compatible server (moto), its endpoint and a bucket; skipped where it can't start."""
