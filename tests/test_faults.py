@@ -121,6 +121,49 @@ def test_ctrl_c_mid_epoch_then_resume_is_byte_identical(prepared, tmp_path, engi
     assert weights[0] == weights[1]
 
 
+INTERRUPTER = """
+import os, signal
+import textclf.console
+
+at = int(os.environ["TEST_INTERRUPT_AT_STEP"])
+step = textclf.console.Progress.step
+
+
+def step_then_interrupt(self, n):
+    step(self, n)
+    if n == at and self.enabled:
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+textclf.console.Progress.step = step_then_interrupt
+"""
+
+
+@pytest.mark.parametrize("engine", ["trainer", "accelerate"])
+def test_ctrl_c_in_an_epochs_last_step_keeps_its_evaluation(prepared, tmp_path, engine):
+    """Evaluating once per epoch, a Ctrl-C in an epoch's last step: the Trainer saved the checkpoint
+    without the epoch's evaluation and the resumed run started at the next epoch, so that epoch was
+    never evaluated and its model never kept. The signal is sent from inside the run (sitecustomize),
+    to land in exactly that step: the Trainer checks it at the step after the bar's (19 -> 20), the loop
+    at the bar's own (20)."""
+    params = {"engine": engine, "epochs": 2, "eval_steps": 0}
+    whole = copy_work(prepared, tmp_path / "whole")
+    stage_run(whole, "train", **params)
+    cut = copy_work(prepared, tmp_path / "cut")
+    set_params(cut, **params)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(INTERRUPTER)
+    env = tool_env() | {"PYTHONPATH": str(hook), "TEST_INTERRUPT_AT_STEP": "19" if engine == "trainer" else "20"}
+    out = subprocess.run(stage_cmd("train"), cwd=cut, env=env, capture_output=True, text=True)
+    assert out.returncode == 130 and "train: stopped at step 20" in out.stdout + out.stderr, out.stdout + out.stderr
+    assert "train: resuming from" in stage_run(cut, "train").stdout
+    assert read(cut, "metrics/curves/eval.tsv") == read(whole, "metrics/curves/eval.tsv")
+    assert len(read(cut, "metrics/curves/eval.tsv")) == 1 + 2  # both epochs
+    weights = [(w / "data/trained/model.safetensors").read_bytes() for w in (cut, whole)]
+    assert weights[0] == weights[1]
+
+
 # --- 3. a full disk ----------------------------------------------------------------------------
 
 

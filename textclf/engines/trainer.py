@@ -97,10 +97,16 @@ class StopOnInterrupt(TrainerCallback):
             control.should_training_stop = True
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        if self.interrupt.requested:
+        if self.interrupt.requested and not whole_epoch(state.epoch):
             # The Trainer still ends the cut-short epoch: no evaluation of a part epoch (it would be a
-            # validation row at epoch 1.3), only the checkpoint.
+            # validation row at epoch 1.3), only the checkpoint. An epoch whose last step was the one
+            # interrupted is whole: it is evaluated before the checkpoint, or no run would ever
+            # evaluate it (the resumed one starts at the next epoch) and its model could not be kept.
             control.should_evaluate = False
+
+
+def whole_epoch(epoch: float | None) -> bool:
+    return epoch is not None and abs(epoch - round(epoch)) < 1e-6
 
 
 class ReportProgress(TrainerCallback):
