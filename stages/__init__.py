@@ -31,6 +31,7 @@ def run_stage(main: Callable[[], None]) -> None:
     from textclf.console import quiet_libraries
     from textclf.errors import InputError
 
+    die_with_parent()
     global gc_paused
     if gc_paused:  # the imports are done: resume collecting
         gc.freeze()
@@ -60,6 +61,30 @@ def run_stage(main: Callable[[], None]) -> None:
         # filename2 is the destination where there are two (shutil.copyfile names its source first).
         target = e.filename2 or e.filename or "an output"
         sys.exit(f"error: cannot write {target}: {e.strerror}; {fixes[e.errno]}.")
+
+
+def die_with_parent() -> None:
+    """Linux: have this process sent SIGTERM when its parent dies (kept across the launcher's exec).
+
+    DVC killed alone (`kill <pid>`, a supervisor) does not pass the signal on, and torchrun starts its
+    ranks in sessions of their own, so a SIGKILL of the whole group misses them: either way the stage
+    went on as an orphan, wrote outputs that no dvc.lock records and removed the checkpoints, and a
+    rerun resumed from checkpoints it was still writing. With this, training stops as on Ctrl-C: a
+    checkpoint, then exit; other stages just stop (their outputs appear whole or not at all)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import os
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    parent = os.getppid()
+    prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the call: no signal will come
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def require_inputs(stage: str, *paths: Path) -> None:

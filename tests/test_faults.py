@@ -2,6 +2,7 @@
 the middle of an epoch, a full disk, a launcher param that tries to run a command, small mistakes."""
 
 import errno
+import os
 import signal
 import subprocess
 import sys
@@ -162,6 +163,68 @@ def test_ctrl_c_in_an_epochs_last_step_keeps_its_evaluation(prepared, tmp_path, 
     assert len(read(cut, "metrics/curves/eval.tsv")) == 1 + 2  # both epochs
     weights = [(w / "data/trained/model.safetensors").read_bytes() for w in (cut, whole)]
     assert weights[0] == weights[1]
+
+
+def stage_processes(work: Path) -> list[int]:
+    """The pids of the train stage's processes running in `work` (a launcher's ranks included)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if Path(proc / "cwd").resolve() == work.resolve() and b"stages.train" in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:  # ended meanwhile, or another user's
+            continue
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+@pytest.mark.parametrize("launcher", ["python", "torchrun --nproc_per_node 2"])
+def test_training_stops_with_a_checkpoint_when_its_parent_dies(prepared, tmp_path, launcher):
+    """DVC killed alone (it does not pass SIGTERM on), or torchrun's ranks (sessions of their own) after
+    a SIGKILL of the group: the stage went on as an orphan, wrote outputs no dvc.lock records and
+    removed the checkpoints; a rerun resumed from checkpoints the orphans were still writing. Here the
+    parent (in DVC's place) is killed with SIGKILL: the training must stop, keeping a checkpoint."""
+    work = copy_work(prepared, tmp_path / "work")
+    set_params(work, epochs=40, launcher=launcher)  # 800 steps: an orphan would train for minutes
+    wait = "import subprocess, sys; subprocess.run(sys.argv[1:])"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", wait, *stage_cmd("train")], cwd=work, env=tool_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 240
+    while not list((work / "data/checkpoints").glob("checkpoint-*/trainer_state.json")):
+        assert parent.poll() is None and time.time() < deadline, "training did not get to a checkpoint"
+        time.sleep(0.05)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.time() + 120
+    while stage_processes(work) and time.time() < deadline:
+        time.sleep(0.2)
+    left = stage_processes(work)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], "the training went on without its parent"
+    assert not (work / "data/trained").exists()
+    assert list((work / "data/checkpoints").glob("checkpoint-*/trainer_state.json"))  # kept, to resume from
+
+
+def test_a_second_sigterm_does_not_abort_the_checkpoint_a_second_ctrl_c_does():
+    """A supervisor's SIGTERM again, or the parent's death right after its own signal (the parent-death
+    SIGTERM): the checkpoint under way is kept. Only a second Ctrl-C aborts."""
+    from textclf.engines.base import Interrupt
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        interrupt = Interrupt()
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # no KeyboardInterrupt
+        assert interrupt.requested
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)  # the handler runs at the next bytecode
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 # --- 3. a full disk ----------------------------------------------------------------------------

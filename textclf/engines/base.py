@@ -22,8 +22,12 @@ class Interrupt:
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
+        if self.requested:
+            if signum == signal.SIGINT:  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            # Another SIGTERM (a supervisor's again; or the parent's death, see stages.die_with_parent,
+            # after its own signal): the checkpoint is under way, and aborting would lose it.
+            return
         self.requested = True
         print("\ntrain: interrupted; saving a checkpoint to resume from (Ctrl-C again to abort)", flush=True)
 
