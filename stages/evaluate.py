@@ -57,9 +57,10 @@ def main() -> None:
     # Gathered from all processes under a distributed launcher, in each split's row order.
     splits = [s for s in ("validation", "test") if s in data]
     logits = {split: predict_logits(trainer, data[split]) for split in splits}
-    print(f"evaluate: predictions took {time.perf_counter() - start:.1f} s", flush=True)
     if not trainer.is_world_process_zero():
         return
+    took = f"{time.perf_counter() - start:.1f} s, {trainer.args.world_size} process(es)"
+    print(f"evaluate: predictions took {took}", flush=True)
     ensure_unchanged("evaluate")
     results = write_scores(data, logits, names)
     print("evaluate: validation " + ", ".join(f"{k} {v:.4f}" for k, v in results["scores"]["validation"].items()))

@@ -27,15 +27,7 @@ from textclf.frozen import cached_layers, report_frozen_cache
 from textclf.frozen import fill as fill_frozen_cache
 from textclf.model import check_labels, class_weights, load_model, plain, save_adapter
 from textclf.params import Params, ensure_unchanged, load_params
-from textclf.paths import (
-    CHECKPOINTS,
-    PRETRAINED,
-    SOURCE,
-    TASK_FILE,
-    TOKENIZED,
-    TRAIN_METRICS,
-    TRAINED,
-)
+from textclf.paths import CHECKPOINTS, PRETRAINED, SOURCE, TASK_FILE, TOKENIZED, TRAIN_METRICS, TRAINED
 from textclf.precision import autocast_dtype, resolve_precision
 from textclf.security import warn_remote_code
 
@@ -115,9 +107,9 @@ def main() -> None:
     state.wait_for_everyone()
     if not state.is_main_process:
         resume = prepare_checkpoints(CHECKPOINTS, run_id, is_main=False)
-    if resume:
+    if resume and state.is_main_process:
         print(f"train: resuming from {resume} (same params and data as the interrupted run)", flush=True)
-    interrupt = Interrupt()
+    interrupt = Interrupt(announce=state.is_main_process)
     set_seed(p.seed)
     say = print if state.is_main_process else None
     model = load_model(p, label_names, say=say).to(state.device)
@@ -136,8 +128,9 @@ def main() -> None:
     out.frozen_layers_cached = cached_layers(model)
     report_frozen_cache(model, say)
     if out.interrupted:
-        print(f"train: stopped at step {out.global_step}; checkpoint kept in {CHECKPOINTS}.", flush=True)
-        print("train: run `dvc repro` (or `dvc exp run`) again to resume.", flush=True)
+        if state.is_main_process:
+            print(f"train: stopped at step {out.global_step}; checkpoint kept in {CHECKPOINTS}.", flush=True)
+            print("train: run `dvc repro` (or `dvc exp run`) again to resume.", flush=True)
         sys.exit(130)
     if out.is_main:
         ensure_unchanged("train")

@@ -16,8 +16,8 @@ from textclf.params import Params
 class Interrupt:
     """Turns Ctrl-C / SIGTERM into a flag, so the engine saves a checkpoint at the next step and stops."""
 
-    def __init__(self) -> None:
-        self.requested = False
+    def __init__(self, announce: bool = True) -> None:
+        self.requested, self.announce = False, announce  # announce: the main process's line; ranks keep quiet
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle)
 
@@ -29,7 +29,8 @@ class Interrupt:
             # after its own signal): the checkpoint is under way, and aborting would lose it.
             return
         self.requested = True
-        print("\ntrain: interrupted; saving a checkpoint to resume from (Ctrl-C again to abort)", flush=True)
+        if self.announce:
+            print("\ntrain: interrupted; saving a checkpoint to resume from (Ctrl-C again to abort)", flush=True)
 
     def everywhere(self) -> bool:
         """True once any process got the signal. Under torchrun/accelerate launch all ranks must stop at
