@@ -227,6 +227,27 @@ def test_a_second_sigterm_does_not_abort_the_checkpoint_a_second_ctrl_c_does():
             signal.signal(sig, handler)
 
 
+def test_ctrl_c_outside_training_is_one_line_and_exit_130(prepared, tmp_path):
+    """Ctrl-C in download, tokenize, evaluate, or before training starts: one line, not a traceback."""
+    work = copy_work(prepared, tmp_path / "work")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import transformers, os, signal\n"  # the signal lands while the stage loads its model
+        "real = transformers.AutoTokenizer.from_pretrained\n"
+        "def interrupted(*a, **k):\n    os.kill(os.getpid(), signal.SIGINT)\n    return real(*a, **k)\n"
+        "transformers.AutoTokenizer.from_pretrained = interrupted\n"
+    )
+    env = tool_env() | {"PYTHONPATH": str(hook)}
+    out = subprocess.run(stage_cmd("tokenize"), cwd=work, env=env, capture_output=True, text=True)
+    assert out.returncode == 130 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert (
+        out.stderr.strip().splitlines()[-1]
+        == "tokenize: interrupted; its outputs are as before it started (none half-written)"
+    )
+    assert (work / "data/tokenized").exists()  # the earlier output, untouched
+
+
 # --- 3. a full disk ----------------------------------------------------------------------------
 
 
