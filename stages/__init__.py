@@ -46,7 +46,7 @@ def run_stage(main: Callable[[], None]) -> None:
         main()
     except KeyboardInterrupt:  # Ctrl-C outside training's own handling (which saves a checkpoint)
         stage = Path(sys.argv[0]).stem
-        print(f"\n{stage}: interrupted; its outputs are as before it started (none half-written)", file=sys.stderr)
+        print(f"\n{stage}: interrupted; no half-written output is left: run it again", file=sys.stderr)
         sys.exit(130)
     except InputError as e:
         sys.exit(f"error: {e}")
