@@ -20,6 +20,11 @@ if gc_paused:
     gc.disable()
 
 
+def arm_when_started_as_a_stage() -> None:
+    if sys.argv[:1] == ["-m"] and sys.platform.startswith("linux"):  # see die_with_parent
+        die_with_parent()
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(): bad input and failed writes end in one clear line and exit code 1.
 
@@ -31,7 +36,6 @@ def run_stage(main: Callable[[], None]) -> None:
     from textclf.console import quiet_libraries
     from textclf.errors import InputError
 
-    die_with_parent()
     global gc_paused
     if gc_paused:  # the imports are done: resume collecting
         gc.freeze()
@@ -67,25 +71,38 @@ def run_stage(main: Callable[[], None]) -> None:
         sys.exit(f"error: cannot write {target}: {e.strerror}; {fixes[e.errno]}.")
 
 
+LAUNCH_PID = "TEXTCLF_LAUNCH_PID"  # set by stages.launch: the pid the launcher keeps, a rank's parent
+# The parents whose death stops a stage: DVC, and the launchers that start its ranks. Not any parent: a
+# stage started by hand (nohup, a scheduler's short-lived thread) keeps running as it always did.
+STARTERS = {"dvc", "torchrun", "accelerate", "torch.distributed.run"}
+
+
 def die_with_parent() -> None:
-    """Linux: have this process sent SIGTERM when its parent dies (kept across the launcher's exec).
+    """Linux: have this process sent SIGTERM when the DVC or launcher process that started it dies
+    (kept across stages.launch's exec of the launcher).
 
     DVC killed alone (`kill <pid>`, a supervisor) does not pass the signal on, and torchrun starts its
     ranks in sessions of their own, so a SIGKILL of the whole group misses them: either way the stage
     went on as an orphan, wrote outputs that no dvc.lock records and removed the checkpoints, and a
     rerun resumed from checkpoints it was still writing. With this, training stops as on Ctrl-C: a
-    checkpoint, then exit; other stages just stop (their outputs appear whole or not at all)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
+    checkpoint, then exit; other stages just stop (their outputs appear whole or not at all). Armed when
+    `stages` is first imported, before the stage's imports, so that the parent cannot die unseen."""
     import os
     import signal
 
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
+    parent, launcher = os.getppid(), os.environ.get(LAUNCH_PID, "")
+    if launcher.isdigit() and int(launcher) not in (os.getpid(), parent):  # a rank whose launcher is gone
+        os.kill(os.getpid(), signal.SIGTERM)
         return
-    parent = os.getppid()
+    try:
+        args = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")[:3]
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return
+    if not STARTERS & {Path(a.decode(errors="replace")).name for a in args}:
+        return
     prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent died before the call: no signal will come
         os.kill(os.getpid(), signal.SIGTERM)
@@ -103,3 +120,6 @@ def require_inputs(stage: str, *paths: Path) -> None:
             f"{' and '.join(missing)} not found: earlier stages write {'them' if len(missing) > 1 else 'it'}. Run "
             f"the pipeline up to this stage: dvc repro {stage}"
         )
+
+
+arm_when_started_as_a_stage()

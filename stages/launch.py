@@ -7,7 +7,7 @@ the launcher, which runs `-m stages.<stage>` in one or more processes.
 import os
 import sys
 
-from stages import run_stage
+from stages import LAUNCH_PID, run_stage
 from textclf.errors import InputError
 from textclf.launcher import launcher_argv
 from textclf.params import load_params
@@ -21,7 +21,8 @@ def main() -> None:
         raise InputError(f"stages.launch: expected one of {', '.join(STAGES)}, got {stage!r}.")
     env, argv = launcher_argv(load_params().launcher, f"stages.{stage}")
     sys.stdout.flush()
-    os.execve(argv[0], argv, os.environ | env)
+    # The launcher keeps this pid: its ranks check that their parent is still it (die_with_parent).
+    os.execve(argv[0], argv, os.environ | env | {LAUNCH_PID: str(os.getpid())})
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ the middle of an epoch, a full disk, a launcher param that tries to run a comman
 
 import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -178,34 +179,44 @@ def stage_processes(work: Path) -> list[int]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
-@pytest.mark.parametrize("launcher", ["python", "torchrun --nproc_per_node 2"])
-def test_training_stops_with_a_checkpoint_when_its_parent_dies(prepared, tmp_path, launcher):
-    """DVC killed alone (it does not pass SIGTERM on), or torchrun's ranks (sessions of their own) after
-    a SIGKILL of the group: the stage went on as an orphan, wrote outputs no dvc.lock records and
-    removed the checkpoints; a rerun resumed from checkpoints the orphans were still writing. Here the
-    parent (in DVC's place) is killed with SIGKILL: the training must stop, keeping a checkpoint."""
-    work = copy_work(prepared, tmp_path / "work")
-    set_params(work, epochs=40, launcher=launcher)  # 800 steps: an orphan would train for minutes
-    wait = "import subprocess, sys; subprocess.run(sys.argv[1:])"
-    parent = subprocess.Popen(
-        [sys.executable, "-c", wait, *stage_cmd("train")], cwd=work, env=tool_env(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+@pytest.mark.parametrize(
+    "launcher, kill",
+    [("python", "SIGTERM to dvc alone"), ("torchrun --nproc_per_node 2", "SIGKILL to dvc's process group")],
+)
+def test_training_stops_with_a_checkpoint_when_dvc_dies(tmp_path, tiny_model, launcher, kill):
+    """DVC killed alone (it does not pass SIGTERM on), or a SIGKILL of the group, which misses torchrun's
+    ranks (sessions of their own): the stage went on as an orphan, wrote outputs no dvc.lock records and
+    removed the checkpoints, and a rerun resumed from checkpoints the orphans were still writing. Now the
+    training stops as on Ctrl-C, with a checkpoint of a step after the one seen before the kill."""
+    data = write_mrpc(tmp_path / "mrpc", n_train=160)
+    params = {"dataset": str(data), "model": str(tiny_model), **TINY_TRAIN, "epochs": 40, "launcher": launcher}
+    repo = make_repo(tmp_path / "repo", params)  # 800 steps: an orphan would train for minutes
+    run(["dvc", "repro", "tokenize"], repo)
+    dvc = subprocess.Popen(
+        ["dvc", "repro", "train"], cwd=repo, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
     )  # fmt: skip
     deadline = time.time() + 240
-    while not list((work / "data/checkpoints").glob("checkpoint-*/trainer_state.json")):
-        assert parent.poll() is None and time.time() < deadline, "training did not get to a checkpoint"
+    while not (seen := list((repo / "data/checkpoints").glob("checkpoint-*/trainer_state.json"))):
+        assert dvc.poll() is None and time.time() < deadline, "training did not get to a checkpoint"
         time.sleep(0.05)
-    os.kill(parent.pid, signal.SIGKILL)
-    parent.wait()
-    deadline = time.time() + 120
-    while stage_processes(work) and time.time() < deadline:
+    first = int(seen[0].parent.name.rsplit("-", 1)[1])
+    if kill.startswith("SIGTERM"):
+        dvc.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(dvc.pid, signal.SIGKILL)
+    output = dvc.communicate(timeout=180)[0].decode()  # the pipe closes when the last stage process ends
+    deadline = time.time() + 60
+    while stage_processes(repo) and time.time() < deadline:
         time.sleep(0.2)
-    left = stage_processes(work)
+    left = stage_processes(repo)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
-    assert left == [], "the training went on without its parent"
-    assert not (work / "data/trained").exists()
-    assert list((work / "data/checkpoints").glob("checkpoint-*/trainer_state.json"))  # kept, to resume from
+    assert left == [], "the training went on without DVC"
+    stopped = re.search(r"train: stopped at step (\d+); checkpoint kept", output)
+    assert stopped and int(stopped.group(1)) > first, output[-3000:]
+    assert (repo / f"data/checkpoints/checkpoint-{stopped.group(1)}/trainer_state.json").exists()
+    assert not (repo / "data/trained").exists()
 
 
 def test_a_second_sigterm_does_not_abort_the_checkpoint_a_second_ctrl_c_does():
