@@ -345,6 +345,14 @@ def test_an_idx_column_that_repeats_values_is_warned_of():
     ]
     data, task = prepare({"train": split(list(range(8)), "train.csv"), "validation": validation}, ["t"], "y", None, 0.1)
     assert [w for w in data_warnings(data, task) if "idx" in w] == []
+    # Validation carved from train (a selection over train's table): each split's own rows are read (the
+    # whole table warned both splits of 0); two missing ids (empty csv cells) are no repeat.
+    ids = [0, 1, 2, 3, 4, 0, 6, 7, 8, 9] * 2
+    ids = [None if i == 9 else i + 100 * (n >= 10) for n, i in enumerate(ids)]
+    data, task = prepare({"train": split(ids, "train.csv")}, ["t"], "y", None, 0.5)
+    assert [w.split("):")[0] + ")" for w in data_warnings(data, task) if "idx" in w] == [
+        "train's idx column repeats 1 value (first: 100)"  # validation took one of the two 0s: none repeats there
+    ]
 
 
 def test_source_json_shape_is_serialisable(tmp_path):

@@ -330,7 +330,8 @@ def repeated_ids(data: DatasetDict) -> dict[str, tuple[int, int]]:
     repeat, and the first of them in row order."""
     found = {}
     for split, ds in data.items():
-        ids = ds.data.column(IDX)
+        # The split's own rows: a carved split is a selection (an indices mapping) over train's table.
+        ids = pc.drop_null(ds.with_format("arrow")[IDX])
         if pc.count_distinct(ids).as_py() < len(ids):
             counts = pc.value_counts(ids)  # in order of first appearance
             many = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
@@ -390,7 +391,8 @@ def data_warnings(data: DatasetDict, task: Task) -> list[str]:
             )
     for split, (repeated, first) in repeated_ids(data).items():
         found.append(
-            f"{split}'s {IDX} column repeats {repeated} values (first: {first}): data/predictions and the test "
+            f"{split}'s {IDX} column repeats {repeated} value{'s' if repeated > 1 else ''} (first: {first}): "
+            "data/predictions and the test "
             f"submission name rows by {IDX}, so those rows can't be told apart there; give each row its own {IDX}"
         )
     missing = missing_from_validation(data)
