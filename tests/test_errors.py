@@ -169,6 +169,12 @@ def test_failed_swap_keeps_the_old_output_and_no_temporary_folder(tmp_path, monk
     with atomic_dir(target) as tmp:
         (tmp / "weights").write_text("new")
     assert [p.name for p in tmp_path.iterdir()] == ["model"] and (target / "weights").read_text() == "new"
+    # A kill between setting the old output aside and the swap: the next run puts it back first.
+    target.rename(tmp_path / ".model.old.tmp")
+    with pytest.raises(InputError):
+        with atomic_dir(target):
+            raise InputError("bad input")
+    assert [p.name for p in tmp_path.iterdir()] == ["model"] and (target / "weights").read_text() == "new"
 
 
 def test_output_folder_blocked_by_a_file(tmp_path, tiny_model):

@@ -163,3 +163,22 @@ def test_lora_settings_that_adapt_something_else_are_refused_before_work(tiny_mo
         assert "its layers' matrices are dense, key, query, value." in str(refused.value)
     check_model(parse_params(defaults() | {"model": str(tiny_model), "peft": "lora", "freeze_layers": 1}))
     check_model(parse_params(defaults() | {"model": str(tiny_model), "freeze_layers": 2}))  # without peft: head only
+
+
+def test_lora_targets_are_checked_on_a_hub_model_too_and_a_pointer_file_is_no_crash(tiny_model, tmp_path):
+    """preflight reads a local checkpoint's safetensors header; a Hub model is checked once loaded. A Git
+    LFS pointer where the weights should be (a clone without git-lfs) is left to the later stages."""
+    import shutil
+
+    from textclf.errors import InputError
+    from textclf.model import load_model
+    from textclf.preflight import check_model, weight_shapes
+
+    pytest.importorskip("peft", reason="the lora extra is not installed (pip install -e '.[lora]')")
+    p = parse_params(defaults() | {"peft": "lora", "freeze_layers": 1, "lora_targets": ["query", "vlaue"]})
+    with pytest.raises(InputError, match="lora_targets: 'vlaue' names no module of model .* key, query, value"):
+        load_model(p, ["no", "yes"], pretrained=tiny_model)
+    pointer = shutil.copytree(tiny_model, tmp_path / "pointer")
+    (pointer / "model.safetensors").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 9\n")
+    assert weight_shapes(pointer) == {}
+    check_model(parse_params(defaults() | {"model": str(pointer), "peft": "lora", "freeze_layers": 1}))

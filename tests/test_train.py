@@ -72,7 +72,7 @@ def test_both_engines_train_on_the_same_batches_every_epoch(prepared, tmp_path, 
         stage_run(work, "train", engine=engine, eval_steps=5, logging_steps=3, grad_accum=grad_accum)
         curves[engine] = [[float(x) for x in r.split("\t")] for r in read(work, "metrics/curves/train.tsv")[1:]]
         assert read(work, "metrics/train.json")["train_loss"] == curves[engine][-1][2]
-    steps = [*range(3, 40, 3), 40] if grad_accum == 1 else [*range(3, 14, 3), 14]  # 14: ceil(40 / 3) per epoch
+    steps = [*range(3, 40, 3), 40] if grad_accum == 1 else [*range(3, 14, 3), 14]  # 14: ceil(20 / 3) = 7 per epoch
     assert [r[0] for r in curves["trainer"]] == [r[0] for r in curves["accelerate"]] == steps
     for a, b in zip(curves["trainer"], curves["accelerate"], strict=True):
         assert a == pytest.approx(b, rel=1e-5, abs=1e-7)  # step, epoch, train loss, lr

@@ -23,6 +23,8 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """
     tmp = target.with_name(f".{target.name}.tmp")
     old = target.with_name(f".{target.name}.old.tmp")
+    if old.exists() and not target.exists():  # a run killed between the two renames below
+        old.rename(target)
     for leftover in (tmp, old):  # from a killed run
         shutil.rmtree(leftover, ignore_errors=True)
     tmp.mkdir(parents=True)

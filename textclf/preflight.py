@@ -106,8 +106,13 @@ def weight_shapes(folder: Path) -> dict[str, list[int]]:
         if name.endswith(".safetensors"):
             with (folder / name).open("rb") as f:
                 size = int.from_bytes(f.read(8), "little")
-                header = json.loads(f.read(size))
-            shapes |= {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
+                if size > 100_000_000:  # not a safetensors header (a Git LFS pointer): the download stage says so
+                    return {}
+                try:
+                    header = json.loads(f.read(size))
+                    shapes |= {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    return {}
     return shapes
 
 

@@ -224,7 +224,8 @@ def train_with_accelerate(job: Job) -> Outcome:
                 loss = batch_loss(model, batch, job.class_weights, p.label_smoothing)
                 # backward() divides by grad_accum; an epoch's last step may gather fewer batches, and
                 # its gradient is their mean too (as the Trainer computes it), not a share of one.
-                accelerator.backward(loss * p.grad_accum / step_batches(st["batches_done"], batches, p.grad_accum))
+                accumulate = accelerator.gradient_accumulation_steps  # p.grad_accum, unless the launcher set it
+                accelerator.backward(loss * accumulate / step_batches(st["batches_done"], batches, accumulate))
                 if accelerator.sync_gradients and p.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), p.max_grad_norm)
                 optimizer.step()

@@ -106,7 +106,8 @@ class StopOnInterrupt(TrainerCallback):
 
 
 def whole_epoch(epoch: float | None) -> bool:
-    return epoch is not None and abs(epoch - round(epoch)) < 1e-6
+    # The Trainer counts epoch + batches done / batches: exactly epoch + 1.0 once all are done.
+    return epoch is not None and float(epoch).is_integer()
 
 
 class ReportProgress(TrainerCallback):
