@@ -142,13 +142,17 @@ textclf.console.Progress.step = step_then_interrupt
 
 
 @pytest.mark.parametrize("engine", ["trainer", "accelerate"])
-def test_ctrl_c_in_an_epochs_last_step_keeps_its_evaluation(prepared, tmp_path, engine):
+@pytest.mark.parametrize("stopping", [False, True])
+def test_ctrl_c_in_an_epochs_last_step_keeps_its_evaluation(prepared, tmp_path, engine, stopping):
     """Evaluating once per epoch, a Ctrl-C in an epoch's last step: the Trainer saved the checkpoint
     without the epoch's evaluation and the resumed run started at the next epoch, so that epoch was
-    never evaluated and its model never kept. The signal is sent from inside the run (sitecustomize),
-    to land in exactly that step: the Trainer checks it at the step after the bar's (19 -> 20), the loop
-    at the bar's own (20)."""
+    never evaluated and its model never kept. With early stopping whose patience runs out at that very
+    evaluation, the resumed Trainer trained on for another epoch. The signal is sent from inside the run
+    (sitecustomize), to land in exactly that step: the Trainer checks it at the step after the bar's
+    (19 -> 20), the loop at the bar's own (20)."""
     params = {"engine": engine, "epochs": 2, "eval_steps": 0}
+    if stopping:  # lr so small that nothing improves: epoch 2's evaluation (step 40) runs out of patience
+        params |= {"epochs": 3, "lr": 1e-9, "early_stopping_patience": 1, "metric_for_best_model": "accuracy"}
     whole = copy_work(prepared, tmp_path / "whole")
     stage_run(whole, "train", **params)
     cut = copy_work(prepared, tmp_path / "cut")
@@ -156,12 +160,15 @@ def test_ctrl_c_in_an_epochs_last_step_keeps_its_evaluation(prepared, tmp_path, 
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(INTERRUPTER)
-    env = tool_env() | {"PYTHONPATH": str(hook), "TEST_INTERRUPT_AT_STEP": "19" if engine == "trainer" else "20"}
+    at = 40 if stopping else 20
+    env = tool_env() | {"PYTHONPATH": str(hook), "TEST_INTERRUPT_AT_STEP": str(at - (engine == "trainer"))}
     out = subprocess.run(stage_cmd("train"), cwd=cut, env=env, capture_output=True, text=True)
-    assert out.returncode == 130 and "train: stopped at step 20" in out.stdout + out.stderr, out.stdout + out.stderr
+    assert out.returncode == 130 and f"train: stopped at step {at}" in out.stdout + out.stderr, out.stdout + out.stderr
     assert "train: resuming from" in stage_run(cut, "train").stdout
     assert read(cut, "metrics/curves/eval.tsv") == read(whole, "metrics/curves/eval.tsv")
-    assert len(read(cut, "metrics/curves/eval.tsv")) == 1 + 2  # both epochs
+    assert len(read(cut, "metrics/curves/eval.tsv")) == 1 + 2  # epochs 1 and 2 (and no 3rd when stopping)
+    for key in ("stopped_early", "epochs_run", "best_epoch", "steps"):
+        assert read(cut, "metrics/train.json")[key] == read(whole, "metrics/train.json")[key], key
     weights = [(w / "data/trained/model.safetensors").read_bytes() for w in (cut, whole)]
     assert weights[0] == weights[1]
 

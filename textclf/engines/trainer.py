@@ -170,6 +170,22 @@ class EarlyStoppingOnValidation(EarlyStoppingCallback):
         return self.early_stopping_patience_counter >= self.early_stopping_patience
 
 
+def stopped_early_at(checkpoint: Path | None) -> int | None:
+    """The step of a checkpoint saved at the evaluation that ran out of patience (the run stopped there,
+    or was interrupted or killed right after it), else None. The Trainer restores the callback's count
+    but not its stop: resumed from there, it trained on to the next evaluation (the loop engine checks
+    the count before each epoch)."""
+    state_file = checkpoint / "trainer_state.json" if checkpoint else None
+    if state_file is None or not state_file.exists():
+        return None
+    state = json.loads(state_file.read_text())
+    saved = (state.get("stateful_callbacks") or {}).get(EarlyStoppingOnValidation.__name__)
+    if not isinstance(saved, dict):
+        return None
+    stopper = EarlyStoppingOnValidation.from_state(saved)
+    return state["global_step"] if stopper.out_of_patience() else None
+
+
 class UpdateAverage(TrainerCallback):
     """`ema`: the average moves after each optimizer step (before that step's evaluation)."""
 
@@ -298,9 +314,12 @@ def train_with_trainer(job: Job) -> Outcome:
     sample = train_sample(job.data["train"], p.train_eval_rows)
     if sample is not None:  # first, so that validation's line can show the train accuracy
         evaluated = {"train_sample": sample.select(length_order(sample))} | evaluated
+    args = training_args(p, job.precision, job.checkpoints)
+    if p.early_stopping_patience and (stopped := stopped_early_at(job.resume)) is not None:
+        args.max_steps = stopped  # nothing left to train: load the best checkpoint, as the run would have
     trainer = PipelineTrainer(
         model=job.model,
-        args=training_args(p, job.precision, job.checkpoints),
+        args=args,
         train_dataset=job.data["train"],
         eval_dataset=evaluated,
         data_collator=DataCollatorWithPadding(job.tokenizer),
