@@ -36,6 +36,8 @@ def fingerprint(
     """Identity of a training run: train params, resolved precision, process count (step counts are per
     process), the tokenized data instance and the starting weights."""
     run = {k: as_dict(p)[k] for k in TRAIN_KEYS} | {"precision": precision, "processes": processes}
+    if p.engine == "accelerate" and p.grad_accum > 1:  # its batch order and logged losses changed: an older
+        run["loop_format"] = 2  # checkpoint would skip the wrong batches on resume; it starts afresh instead
     h = hashlib.sha256(json.dumps(run, sort_keys=True).encode())
     for state in sorted(data_dir.glob("*/state.json")):  # each split's fingerprint: the hash of its rows
         h.update(state.read_bytes())
