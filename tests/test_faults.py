@@ -142,7 +142,7 @@ textclf.console.Progress.step = step_then_interrupt
 
 
 @pytest.mark.parametrize("engine", ["trainer", "accelerate"])
-@pytest.mark.parametrize("stopping", [False, True])
+@pytest.mark.parametrize("stopping", [None, "at epoch end", "mid-epoch"])
 def test_ctrl_c_in_an_epochs_last_step_keeps_its_evaluation(prepared, tmp_path, engine, stopping):
     """Evaluating once per epoch, a Ctrl-C in an epoch's last step: the Trainer saved the checkpoint
     without the epoch's evaluation and the resumed run started at the next epoch, so that epoch was
@@ -151,8 +151,10 @@ def test_ctrl_c_in_an_epochs_last_step_keeps_its_evaluation(prepared, tmp_path, 
     (sitecustomize), to land in exactly that step: the Trainer checks it at the step after the bar's
     (19 -> 20), the loop at the bar's own (20)."""
     params = {"engine": engine, "epochs": 2, "eval_steps": 0}
-    if stopping:  # lr so small that nothing improves: epoch 2's evaluation (step 40) runs out of patience
+    if stopping:  # lr so small that nothing improves: the 2nd evaluation runs out of patience
         params |= {"epochs": 3, "lr": 1e-9, "early_stopping_patience": 1, "metric_for_best_model": "accuracy"}
+    if stopping == "mid-epoch":  # evaluations at steps 5 and 10 of an epoch of 20
+        params |= {"eval_steps": 5}
     whole = copy_work(prepared, tmp_path / "whole")
     stage_run(whole, "train", **params)
     cut = copy_work(prepared, tmp_path / "cut")
@@ -160,7 +162,7 @@ def test_ctrl_c_in_an_epochs_last_step_keeps_its_evaluation(prepared, tmp_path, 
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(INTERRUPTER)
-    at = 40 if stopping else 20
+    at = {None: 20, "at epoch end": 40, "mid-epoch": 10}[stopping]
     env = tool_env() | {"PYTHONPATH": str(hook), "TEST_INTERRUPT_AT_STEP": str(at - (engine == "trainer"))}
     out = subprocess.run(stage_cmd("train"), cwd=cut, env=env, capture_output=True, text=True)
     assert out.returncode == 130 and f"train: stopped at step {at}" in out.stdout + out.stderr, out.stdout + out.stderr

@@ -169,21 +169,12 @@ class EarlyStoppingOnValidation(EarlyStoppingCallback):
     def out_of_patience(self) -> bool:
         return self.early_stopping_patience_counter >= self.early_stopping_patience
 
-
-def stopped_early_at(checkpoint: Path | None) -> int | None:
-    """The step of a checkpoint saved at the evaluation that ran out of patience (the run stopped there,
-    or was interrupted or killed right after it), else None. The Trainer restores the callback's count
-    but not its stop: resumed from there, it trained on to the next evaluation (the loop engine checks
-    the count before each epoch)."""
-    state_file = checkpoint / "trainer_state.json" if checkpoint else None
-    if state_file is None or not state_file.exists():
-        return None
-    state = json.loads(state_file.read_text())
-    saved = (state.get("stateful_callbacks") or {}).get(EarlyStoppingOnValidation.__name__)
-    if not isinstance(saved, dict):
-        return None
-    stopper = EarlyStoppingOnValidation.from_state(saved)
-    return state["global_step"] if stopper.out_of_patience() else None
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # Resumed from the checkpoint of the evaluation that ran out of patience (the run was interrupted
+        # or killed right after it): the Trainer restores the count but not the stop, and trained on to
+        # the next evaluation. Stop, and PipelineTrainer._run_epoch trains no further.
+        if self.out_of_patience():
+            control.should_training_stop = True
 
 
 class UpdateAverage(TrainerCallback):
@@ -197,7 +188,7 @@ class UpdateAverage(TrainerCallback):
 
 
 class PipelineTrainer(Trainer):
-    """The Trainer with seven changes:
+    """The Trainer with eight changes:
     - a class-weighted and/or label-smoothed loss while training, when asked for (evaluation keeps the
       plain loss, so validation losses compare across class_weights and label_smoothing settings);
     - length-grouped batches in an order fixed by the seed and epoch (EpochLengthSampler), so a run
@@ -260,6 +251,11 @@ class PipelineTrainer(Trainer):
             self.optimizer = optimizer_cls(param_groups(target, p), **kwargs)
         return super().create_optimizer(model)
 
+    def _run_epoch(self, *args, **kwargs):
+        if self.control.should_training_stop:  # set before the epoch: EarlyStoppingOnValidation.on_epoch_begin
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
     def _get_train_sampler(self, train_dataset=None):
         if self.args.train_sampling_strategy != "group_by_length":
             return super()._get_train_sampler(train_dataset)
@@ -314,12 +310,9 @@ def train_with_trainer(job: Job) -> Outcome:
     sample = train_sample(job.data["train"], p.train_eval_rows)
     if sample is not None:  # first, so that validation's line can show the train accuracy
         evaluated = {"train_sample": sample.select(length_order(sample))} | evaluated
-    args = training_args(p, job.precision, job.checkpoints)
-    if p.early_stopping_patience and (stopped := stopped_early_at(job.resume)) is not None:
-        args.max_steps = stopped  # nothing left to train: load the best checkpoint, as the run would have
     trainer = PipelineTrainer(
         model=job.model,
-        args=args,
+        args=training_args(p, job.precision, job.checkpoints),
         train_dataset=job.data["train"],
         eval_dataset=evaluated,
         data_collator=DataCollatorWithPadding(job.tokenizer),
