@@ -71,10 +71,10 @@ def run_stage(main: Callable[[], None]) -> None:
         sys.exit(f"error: cannot write {target}: {e.strerror}; {fixes[e.errno]}.")
 
 
-LAUNCH_PID = "TEXTCLF_LAUNCH_PID"  # set by stages.launch: the pid the launcher keeps, a rank's parent
-# The parents whose death stops a stage: DVC, and the launchers that start its ranks. Not any parent: a
-# stage started by hand (nohup, a scheduler's short-lived thread) keeps running as it always did.
-STARTERS = {"dvc", "torchrun", "accelerate", "torch.distributed.run"}
+LAUNCH_PID = "TEXTCLF_LAUNCH_PID"  # set by stages.launch: the pid the launcher keeps
+# The parents whose death stops a stage: DVC, and the launchers that start its ranks (as a console script
+# or a module). Not any parent: a stage started by hand (nohup, a scheduler's thread) runs on as before.
+STARTERS = {"dvc", "torchrun", "accelerate", "torch.distributed.run", "accelerate.commands.launch"}
 
 
 def die_with_parent() -> None:
@@ -90,22 +90,35 @@ def die_with_parent() -> None:
     import os
     import signal
 
-    parent, launcher = os.getppid(), os.environ.get(LAUNCH_PID, "")
-    if launcher.isdigit() and int(launcher) not in (os.getpid(), parent):  # a rank whose launcher is gone
+    def stop() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
-        return
+
+    parent, launcher = os.getppid(), os.environ.get(LAUNCH_PID, "")
+    if launcher.isdigit() and int(launcher) != os.getpid():  # a rank: is its launcher still there?
+        try:
+            os.kill(int(launcher), 0)  # (under mpirun the rank's parent is another process)
+        except ProcessLookupError:
+            return stop()
+        except PermissionError:
+            pass
     try:
-        args = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")[:3]
+        args = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
+    except OSError:  # unreadable (pid 0 in a container), or gone: then getppid() has changed
+        args = []
+    if os.getppid() != parent:  # the parent died meanwhile
+        return stop()
+    if not STARTERS & {Path(a.decode(errors="replace")).name for a in args}:
+        return None
+    try:
         import ctypes
 
         prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux
-        return
-    if not STARTERS & {Path(a.decode(errors="replace")).name for a in args}:
-        return
+    except (OSError, AttributeError):
+        return None
     prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != parent:  # the parent died before the call: no signal will come
-        os.kill(os.getpid(), signal.SIGTERM)
+        stop()
+    return None
 
 
 def require_inputs(stage: str, *paths: Path) -> None:

@@ -190,7 +190,11 @@ def stage_processes(work: Path) -> list[int]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 @pytest.mark.parametrize(
     "launcher, kill",
-    [("python", "SIGTERM to dvc alone"), ("torchrun --nproc_per_node 2", "SIGKILL to dvc's process group")],
+    [
+        ("python", "SIGTERM to dvc alone"),
+        ("torchrun --nproc_per_node 2", "SIGKILL to dvc's process group"),
+        ("accelerate launch --multi_gpu --num_processes 2", "SIGKILL to dvc's process group"),
+    ],
 )
 def test_training_stops_with_a_checkpoint_when_dvc_dies(tmp_path, tiny_model, launcher, kill):
     """DVC killed alone (it does not pass SIGTERM on), or a SIGKILL of the group, which misses torchrun's

@@ -22,9 +22,8 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     could cache as valid.
     """
     tmp = target.with_name(f".{target.name}.tmp")
-    old = target.with_name(f".{target.name}.old.tmp")
-    if old.exists() and not target.exists():  # a run killed between the two renames below
-        old.rename(target)
+    old = set_aside(target)
+    restore_set_aside(target)
     for leftover in (tmp, old):  # from a killed run
         shutil.rmtree(leftover, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -42,6 +41,19 @@ def atomic_dir(target: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def set_aside(target: Path) -> Path:
+    """Where atomic_dir keeps the old output while it swaps in the new one."""
+    return target.with_name(f".{target.name}.old.tmp")
+
+
+def restore_set_aside(target: Path) -> None:
+    """Put back an old output that a kill between atomic_dir's two renames left set aside (call before
+    reading a folder that atomic_dir replaces)."""
+    old = set_aside(target)
+    if old.exists() and not target.exists():
+        old.rename(target)
 
 
 def usual_permissions(folder: Path) -> None:

@@ -331,7 +331,10 @@ def repeated_ids(data: DatasetDict) -> dict[str, tuple[int, int]]:
     found = {}
     for split, ds in data.items():
         # The split's own rows: a carved split is a selection (an indices mapping) over train's table.
-        ids = pc.drop_null(ds.with_format("arrow")[IDX])
+        ids = ds.data.column(IDX)
+        if ds._indices is not None:  # a selection over a larger table (no Python list of its row numbers)
+            ids = ids.take(ds._indices.column(0))
+        ids = pc.drop_null(ids)
         if pc.count_distinct(ids).as_py() < len(ids):
             counts = pc.value_counts(ids)  # in order of first appearance
             many = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))

@@ -14,7 +14,7 @@ from textclf.console import describe_load, without_load_report
 from textclf.errors import InputError, first_few
 from textclf.frozen import attach as attach_frozen_cache
 from textclf.heads import classifier_class
-from textclf.params import Params, freeze_layers_refused, lora_layers_refused, lora_targets_refused
+from textclf.params import IN_A_LAYER, Params, freeze_layers_refused, lora_layers_refused, lora_targets_refused
 from textclf.paths import PRETRAINED
 
 
@@ -101,7 +101,7 @@ def with_lora(model: torch.nn.Module, p: Params) -> torch.nn.Module:
             {
                 n.rpartition(".")[2]
                 for n, m in model.named_modules()
-                if ".layer." in n and isinstance(m, torch.nn.Linear)
+                if IN_A_LAYER.search(n) and isinstance(m, torch.nn.Linear)
             }
         )
         raise lora_targets_refused(absent, p.model, matrices, p.lora_targets)

@@ -7,6 +7,7 @@ converted to its declared type here, and every bad value fails at once with the 
 import dataclasses
 import difflib
 import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -336,6 +337,11 @@ def lora_layers_refused(n: int, layers: int) -> ParamsError:
         "freeze_layers",
         n,
     )
+
+
+# The name of a weight or module inside an encoder layer, as the common architectures number them
+# (BERT: encoder.layer.3., Llama and ModernBERT: layers.3., GPT-2: h.3.): what lora_targets can name.
+IN_A_LAYER = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.\d+\.")
 
 
 def lora_targets_refused(absent: list[str], model: str, matrices: list[str], targets: list[str]) -> ParamsError:

@@ -14,6 +14,7 @@ from pathlib import Path
 from textclf.errors import InputError
 from textclf.files import read_json
 from textclf.params import (
+    IN_A_LAYER,
     Params,
     freeze_layers_refused,
     lora_layers_refused,
@@ -95,7 +96,7 @@ def check_lora(p: Params, folder: Path, layers: int | None) -> None:
     if absent:
         # What could be named: the last part of the name of every matrix in the encoder's layers.
         matrices = sorted({n.rpartition(".")[0].rpartition(".")[2] for n, shape in shapes.items()
-                           if len(shape) == 2 and ".layer." in n and n.endswith(".weight")})  # fmt: skip
+                           if len(shape) == 2 and IN_A_LAYER.search(n) and n.endswith(".weight")})  # fmt: skip
         raise lora_targets_refused(absent, p.model, matrices, p.lora_targets)
 
 

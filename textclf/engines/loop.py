@@ -33,7 +33,7 @@ from textclf.engines.base import (
     is_better,
     train_sample,
 )
-from textclf.files import atomic_dir
+from textclf.files import atomic_dir, restore_set_aside
 from textclf.inference import length_order
 from textclf.metrics import scores_with_loss
 from textclf.model import param_groups, training_loss
@@ -45,11 +45,11 @@ def warmup_steps(warmup: float, total_steps: int) -> int:
     return int(warmup) if warmup >= 1 else math.ceil(total_steps * warmup)
 
 
-def train_loader(ds: Dataset, p: Params, collator, epoch: int) -> DataLoader:
+def train_loader(ds: Dataset, p: Params, collator, epoch: int, grad_accum: int) -> DataLoader:
     # Orders seeded per epoch: a resumed run trains on the same batches as an uninterrupted one.
     if p.group_by_length:
         # Grouped per optimizer step's rows (batch x grad_accum), as the Trainer groups: the same batches.
-        sampler = EpochLengthSampler(p.batch_size * p.grad_accum, [len(x) for x in ds["input_ids"]], p.seed)
+        sampler = EpochLengthSampler(p.batch_size * grad_accum, [len(x) for x in ds["input_ids"]], p.seed)
         sampler.set_epoch(epoch)
     else:
         sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(p.seed + epoch))
@@ -141,7 +141,9 @@ def train_with_accelerate(job: Job) -> Outcome:
     optimizer = torch.optim.AdamW(param_groups(model, p), lr=p.lr, fused=True)
     # Optimizer steps per epoch and process, counted as the prepared loader will shard the data.
     batches = math.ceil(len(train_ds) / p.batch_size / accelerator.num_processes)
-    steps_per_epoch = math.ceil(batches / p.grad_accum)
+    # grad_accum as accelerate counts it: the param, unless the launcher's environment set it
+    grad_accum = accelerator.gradient_accumulation_steps
+    steps_per_epoch = math.ceil(batches / grad_accum)
     total = steps_per_epoch * p.epochs
     scheduler = get_scheduler(p.lr_scheduler, optimizer, warmup_steps(p.warmup, total), total)
     average = averaging(model, p.ema)  # before prepare: the names without DDP's "module."
@@ -170,6 +172,7 @@ def train_with_accelerate(job: Job) -> Outcome:
         if average is not None:
             average.load(resume)
     best_dir = job.checkpoints / "step-best"
+    restore_set_aside(best_dir)  # a run killed in the middle of replacing it
     start = time.perf_counter()
     progress = Progress(total, st["step"], enabled=accelerator.is_main_process)
     every = eval_interval(p.eval_steps, total)  # None: once per epoch
@@ -213,7 +216,7 @@ def train_with_accelerate(job: Job) -> Outcome:
     model.train()
     # out_of_patience in the condition too: a run killed right after its stopping evaluation stays stopped.
     while st["epoch"] < p.epochs and not out_of_patience(p, st["bad"]) and not interrupt.requested:
-        loader = accelerator.prepare(train_loader(train_ds, p, collator, st["epoch"]))
+        loader = accelerator.prepare(train_loader(train_ds, p, collator, st["epoch"], grad_accum))
         # Accelerate's loader tells its sampler its own epoch count when iterated, 0 for a new loader: without
         # this, a single-process run trained every epoch on epoch 0's batch order.
         loader.set_epoch(st["epoch"])
@@ -224,8 +227,7 @@ def train_with_accelerate(job: Job) -> Outcome:
                 loss = batch_loss(model, batch, job.class_weights, p.label_smoothing)
                 # backward() divides by grad_accum; an epoch's last step may gather fewer batches, and
                 # its gradient is their mean too (as the Trainer computes it), not a share of one.
-                accumulate = accelerator.gradient_accumulation_steps  # p.grad_accum, unless the launcher set it
-                accelerator.backward(loss * accumulate / step_batches(st["batches_done"], batches, accumulate))
+                accelerator.backward(loss * grad_accum / step_batches(st["batches_done"], batches, grad_accum))
                 if accelerator.sync_gradients and p.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), p.max_grad_norm)
                 optimizer.step()
