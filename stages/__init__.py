@@ -15,14 +15,10 @@ from pathlib import Path
 # "-m" until then), so collection pauses before those imports; run_stage freezes what was imported
 # out of the collector's sight and turns collection back on. Importing `stages` from anywhere else
 # (tests, notebooks) leaves the collector alone.
-gc_paused = sys.argv[:1] == ["-m"] and gc.isenabled()
+started_as_a_stage = sys.argv[:1] == ["-m"]
+gc_paused = started_as_a_stage and gc.isenabled()
 if gc_paused:
     gc.disable()
-
-
-def arm_when_started_as_a_stage() -> None:
-    if sys.argv[:1] == ["-m"] and sys.platform.startswith("linux"):  # see die_with_parent
-        die_with_parent()
 
 
 def run_stage(main: Callable[[], None]) -> None:
@@ -135,4 +131,5 @@ def require_inputs(stage: str, *paths: Path) -> None:
         )
 
 
-arm_when_started_as_a_stage()
+if started_as_a_stage and sys.platform.startswith("linux"):
+    die_with_parent()

@@ -21,7 +21,7 @@ def main() -> None:
         raise InputError(f"stages.launch: expected one of {', '.join(STAGES)}, got {stage!r}.")
     env, argv = launcher_argv(load_params().launcher, f"stages.{stage}")
     sys.stdout.flush()
-    # The launcher keeps this pid: its ranks check that their parent is still it (die_with_parent).
+    # The launcher keeps this pid: its ranks check that it is still alive (stages.die_with_parent).
     os.execve(argv[0], argv, os.environ | env | {LAUNCH_PID: str(os.getpid())})
 
 

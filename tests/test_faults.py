@@ -141,6 +141,14 @@ textclf.console.Progress.step = step_then_interrupt
 """
 
 
+def hooked_env(tmp_path: Path, sitecustomize: str) -> dict:
+    """The stages' environment with `sitecustomize` run at each Python start: a fault injected from inside."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(sitecustomize)
+    return tool_env() | {"PYTHONPATH": str(hook)}
+
+
 @pytest.mark.parametrize("engine", ["trainer", "accelerate"])
 @pytest.mark.parametrize("stopping", [None, "at epoch end", "mid-epoch"])
 def test_ctrl_c_in_an_epochs_last_step_keeps_its_evaluation(prepared, tmp_path, engine, stopping):
@@ -159,11 +167,8 @@ def test_ctrl_c_in_an_epochs_last_step_keeps_its_evaluation(prepared, tmp_path, 
     stage_run(whole, "train", **params)
     cut = copy_work(prepared, tmp_path / "cut")
     set_params(cut, **params)
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(INTERRUPTER)
     at = {None: 20, "at epoch end": 40, "mid-epoch": 10}[stopping]
-    env = tool_env() | {"PYTHONPATH": str(hook), "TEST_INTERRUPT_AT_STEP": str(at - (engine == "trainer"))}
+    env = hooked_env(tmp_path, INTERRUPTER) | {"TEST_INTERRUPT_AT_STEP": str(at - (engine == "trainer"))}
     out = subprocess.run(stage_cmd("train"), cwd=cut, env=env, capture_output=True, text=True)
     assert out.returncode == 130 and f"train: stopped at step {at}" in out.stdout + out.stderr, out.stdout + out.stderr
     assert "train: resuming from" in stage_run(cut, "train").stdout
@@ -254,15 +259,13 @@ def test_a_second_sigterm_does_not_abort_the_checkpoint_a_second_ctrl_c_does():
 def test_ctrl_c_outside_training_is_one_line_and_exit_130(prepared, tmp_path):
     """Ctrl-C in download, tokenize, evaluate, or before training starts: one line, not a traceback."""
     work = copy_work(prepared, tmp_path / "work")
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(
+    env = hooked_env(
+        tmp_path,
         "import transformers, os, signal\n"  # the signal lands while the stage loads its model
         "real = transformers.AutoTokenizer.from_pretrained\n"
         "def interrupted(*a, **k):\n    os.kill(os.getpid(), signal.SIGINT)\n    return real(*a, **k)\n"
-        "transformers.AutoTokenizer.from_pretrained = interrupted\n"
+        "transformers.AutoTokenizer.from_pretrained = interrupted\n",
     )
-    env = tool_env() | {"PYTHONPATH": str(hook)}
     out = subprocess.run(stage_cmd("tokenize"), cwd=work, env=env, capture_output=True, text=True)
     assert out.returncode == 130 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert out.stderr.strip().splitlines()[-1] == "tokenize: interrupted; no half-written output is left: run it again"

@@ -102,9 +102,8 @@ def another_task(task: dict, labels: list[str], source: dict) -> str | None:
     if task.get("base_model", base) != base:  # the split's token ids are in the base model's vocabulary
         return f"tokenized for base model {base}; the model was fine-tuned from {task['base_model']}"
     data = source.get("content_sha256")
-    if (
-        data and task.get("data_sha256", data) != data
-    ):  # same columns and labels, other rows (models before it: not told)
+    # Same columns and labels, other rows (a model trained before textclf.json held the hash: not told).
+    if data and task.get("data_sha256", data) != data:
         return f"data of content {data[:12]}; the model was trained on data of content {task['data_sha256'][:12]}"
     return None
 

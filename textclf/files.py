@@ -36,8 +36,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
             target.rename(old)
         tmp.rename(target)
     except BaseException:
-        if old.exists() and not target.exists():
-            old.rename(target)
+        restore_set_aside(target)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shutil.rmtree(old, ignore_errors=True)

@@ -395,8 +395,8 @@ def data_warnings(data: DatasetDict, task: Task) -> list[str]:
     for split, (repeated, first) in repeated_ids(data).items():
         found.append(
             f"{split}'s {IDX} column repeats {repeated} value{'s' if repeated > 1 else ''} (first: {first}): "
-            "data/predictions and the test "
-            f"submission name rows by {IDX}, so those rows can't be told apart there; give each row its own {IDX}"
+            f"data/predictions and the test submission name rows by {IDX}, so those rows can't be told apart "
+            f"there; give each row its own {IDX}"
         )
     missing = missing_from_validation(data)
     if missing:

@@ -14,7 +14,7 @@ from textclf.console import describe_load, without_load_report
 from textclf.errors import InputError, first_few
 from textclf.frozen import attach as attach_frozen_cache
 from textclf.heads import classifier_class
-from textclf.params import IN_A_LAYER, Params, freeze_layers_refused, lora_layers_refused, lora_targets_refused
+from textclf.params import Params, check_lora_targets, freeze_layers_refused, lora_layers_refused
 from textclf.paths import PRETRAINED
 
 
@@ -95,16 +95,8 @@ def with_lora(model: torch.nn.Module, p: Params) -> torch.nn.Module:
     layers = len(getattr(getattr(model.base_model, "encoder", None), "layer", []))
     if layers and p.freeze_layers >= layers:  # a Hub model (preflight checks a local one)
         raise lora_layers_refused(p.freeze_layers, layers)
-    absent = [t for t in p.lora_targets if not find_module(model, t)]
-    if absent:  # peft adapts the names it finds and drops the rest without a word
-        matrices = sorted(
-            {
-                n.rpartition(".")[2]
-                for n, m in model.named_modules()
-                if IN_A_LAYER.search(n) and isinstance(m, torch.nn.Linear)
-            }
-        )
-        raise lora_targets_refused(absent, p.model, matrices, p.lora_targets)
+    modules = dict(model.named_modules())  # a Hub model's names (preflight checks a local one's)
+    check_lora_targets(p, set(modules), [n for n, m in modules.items() if isinstance(m, torch.nn.Linear)])
     head = [name for name in ("classifier", "score", "pre_classifier", "pooler") if find_module(model, name)]
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,

@@ -344,14 +344,20 @@ def lora_layers_refused(n: int, layers: int) -> ParamsError:
 IN_A_LAYER = re.compile(r"(?:^|\.)(?:layer|layers|h|block|blocks)\.\d+\.")
 
 
-def lora_targets_refused(absent: list[str], model: str, matrices: list[str], targets: list[str]) -> ParamsError:
-    """lora_targets naming modules the checkpoint lacks: peft adapts the names it finds, drops the rest."""
+def check_lora_targets(p: "Params", modules: set[str], matrices: list[str]) -> None:
+    """Refuse lora_targets naming no module of the model (peft adapts the names it finds and drops the
+    rest without a word), matching as peft does: the module's name or a dotted suffix of it. `modules`:
+    the model's module names; `matrices`: those of its weight matrices, named in the message."""
+    absent = [t for t in p.lora_targets if not any(m == t or m.endswith(f".{t}") for m in modules)]
+    if not absent:
+        return
     shown = ", ".join(repr(t) for t in absent)
-    return refused(
-        f"lora_targets: {shown} name{'s' if len(absent) == 1 else ''} no module of model {model}; its layers' "
-        f"matrices are {', '.join(matrices)}. Set lora_targets to some of those, e.g. [query, value].",
+    in_layers = sorted({m.rpartition(".")[2] for m in matrices if IN_A_LAYER.search(m)})
+    raise refused(
+        f"lora_targets: {shown} name{'s' if len(absent) == 1 else ''} no module of model {p.model}; its layers' "
+        f"matrices are {', '.join(in_layers)}. Set lora_targets to some of those, e.g. [query, value].",
         "lora_targets",
-        targets,
+        p.lora_targets,
     )
 
 

@@ -13,14 +13,7 @@ from pathlib import Path
 
 from textclf.errors import InputError
 from textclf.files import read_json
-from textclf.params import (
-    IN_A_LAYER,
-    Params,
-    freeze_layers_refused,
-    lora_layers_refused,
-    lora_targets_refused,
-    max_length_refused,
-)
+from textclf.params import Params, check_lora_targets, freeze_layers_refused, lora_layers_refused, max_length_refused
 from textclf.pretrained import local_model, safetensors_files
 from textclf.sources import (
     find_split_files,
@@ -92,12 +85,8 @@ def check_lora(p: Params, folder: Path, layers: int | None) -> None:
     if not shapes:
         return  # a pickled-only checkpoint (allow_pickle): peft still refuses a name that matches nothing
     modules = {name.rpartition(".")[0] for name in shapes}
-    absent = [t for t in p.lora_targets if not any(m == t or m.endswith(f".{t}") for m in modules)]
-    if absent:
-        # What could be named: the last part of the name of every matrix in the encoder's layers.
-        matrices = sorted({n.rpartition(".")[0].rpartition(".")[2] for n, shape in shapes.items()
-                           if len(shape) == 2 and IN_A_LAYER.search(n) and n.endswith(".weight")})  # fmt: skip
-        raise lora_targets_refused(absent, p.model, matrices, p.lora_targets)
+    matrices = [n.removesuffix(".weight") for n, shape in shapes.items() if len(shape) == 2 and n.endswith(".weight")]
+    check_lora_targets(p, modules, matrices)
 
 
 def weight_shapes(folder: Path) -> dict[str, list[int]]:
