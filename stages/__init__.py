@@ -67,56 +67,6 @@ def run_stage(main: Callable[[], None]) -> None:
         sys.exit(f"error: cannot write {target}: {e.strerror}; {fixes[e.errno]}.")
 
 
-LAUNCH_PID = "TEXTCLF_LAUNCH_PID"  # set by stages.launch: the pid the launcher keeps
-# The parents whose death stops a stage: DVC, and the launchers that start its ranks (as a console script
-# or a module). Not any parent: a stage started by hand (nohup, a scheduler's thread) runs on as before.
-STARTERS = {"dvc", "torchrun", "accelerate", "torch.distributed.run", "accelerate.commands.launch"}
-
-
-def die_with_parent() -> None:
-    """Linux: have this process sent SIGTERM when the DVC or launcher process that started it dies
-    (kept across stages.launch's exec of the launcher).
-
-    DVC killed alone (`kill <pid>`, a supervisor) does not pass the signal on, and torchrun starts its
-    ranks in sessions of their own, so a SIGKILL of the whole group misses them: either way the stage
-    went on as an orphan, wrote outputs that no dvc.lock records and removed the checkpoints, and a
-    rerun resumed from checkpoints it was still writing. With this, training stops as on Ctrl-C: a
-    checkpoint, then exit; other stages just stop (their outputs appear whole or not at all). Armed when
-    `stages` is first imported, before the stage's imports, so that the parent cannot die unseen."""
-    import os
-    import signal
-
-    def stop() -> None:
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    parent, launcher = os.getppid(), os.environ.get(LAUNCH_PID, "")
-    if launcher.isdigit() and int(launcher) != os.getpid():  # a rank: is its launcher still there?
-        try:
-            os.kill(int(launcher), 0)  # (under mpirun the rank's parent is another process)
-        except ProcessLookupError:
-            return stop()
-        except PermissionError:
-            pass
-    try:
-        args = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
-    except OSError:  # unreadable (pid 0 in a container), or gone: then getppid() has changed
-        args = []
-    if os.getppid() != parent:  # the parent died meanwhile
-        return stop()
-    if not STARTERS & {Path(a.decode(errors="replace")).name for a in args}:
-        return None
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the call: no signal will come
-        stop()
-    return None
-
-
 def require_inputs(stage: str, *paths: Path) -> None:
     """One error line for inputs that earlier stages write and that are absent: a stage run on its own
     (python -m stages.<name>) before the stages it needs. Without it: a traceback, or for a missing
@@ -131,5 +81,7 @@ def require_inputs(stage: str, *paths: Path) -> None:
         )
 
 
-if started_as_a_stage and sys.platform.startswith("linux"):
-    die_with_parent()
+if started_as_a_stage and sys.platform.startswith("linux"):  # stop when DVC or the launcher dies
+    from textclf import lifeline
+
+    lifeline.arm()

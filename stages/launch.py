@@ -7,9 +7,10 @@ the launcher, which runs `-m stages.<stage>` in one or more processes.
 import os
 import sys
 
-from stages import LAUNCH_PID, run_stage
+from stages import run_stage
 from textclf.errors import InputError
 from textclf.launcher import launcher_argv
+from textclf.lifeline import LAUNCH_PID
 from textclf.params import load_params
 
 STAGES = ("train", "evaluate")  # the stages that may run in several processes
@@ -21,7 +22,7 @@ def main() -> None:
         raise InputError(f"stages.launch: expected one of {', '.join(STAGES)}, got {stage!r}.")
     env, argv = launcher_argv(load_params().launcher, f"stages.{stage}")
     sys.stdout.flush()
-    # The launcher keeps this pid: its ranks check that it is still alive (stages.die_with_parent).
+    # The launcher keeps this pid: its ranks check that it is still alive (textclf.lifeline).
     os.execve(argv[0], argv, os.environ | env | {LAUNCH_PID: str(os.getpid())})
 
 

@@ -194,24 +194,27 @@ def stage_processes(work: Path) -> list[int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 @pytest.mark.parametrize(
-    "launcher, kill",
+    "launcher, kill, shell",
     [
-        ("python", "SIGTERM to dvc alone"),
-        ("torchrun --nproc_per_node 2", "SIGKILL to dvc's process group"),
-        ("accelerate launch --multi_gpu --num_processes 2", "SIGKILL to dvc's process group"),
+        ("python", "SIGTERM to dvc alone", "/bin/bash"),  # bash execs the command: the stage's parent is DVC
+        ("python", "SIGTERM to dvc alone", "/bin/sh"),  # dash stays, as the stage's parent, and outlives DVC
+        ("torchrun --nproc_per_node 2", "SIGTERM to dvc alone", "/bin/sh"),  # dvc > sh > torchrun > ranks
+        ("accelerate launch --multi_gpu --num_processes 2", "SIGKILL to dvc's process group", "/bin/bash"),
     ],
 )
-def test_training_stops_with_a_checkpoint_when_dvc_dies(tmp_path, tiny_model, launcher, kill):
-    """DVC killed alone (it does not pass SIGTERM on), or a SIGKILL of the group, which misses torchrun's
-    ranks (sessions of their own): the stage went on as an orphan, wrote outputs no dvc.lock records and
-    removed the checkpoints, and a rerun resumed from checkpoints the orphans were still writing. Now the
-    training stops as on Ctrl-C, with a checkpoint of a step after the one seen before the kill."""
+def test_training_stops_with_a_checkpoint_when_dvc_dies(tmp_path, tiny_model, launcher, kill, shell):
+    """DVC killed alone (it does not pass SIGTERM on), or a SIGKILL of the group, which misses the ranks of
+    torchrun and accelerate (sessions of their own): the stage went on as an orphan, wrote outputs no
+    dvc.lock records and removed the checkpoints, and a rerun resumed from checkpoints the orphans were
+    still writing. Now the training stops as on Ctrl-C, with a checkpoint of a step after the one seen
+    before the kill. DVC runs commands through $SHELL -c, or /bin/sh where SHELL is unset (CI runners)."""
     data = write_mrpc(tmp_path / "mrpc", n_train=160)
     params = {"dataset": str(data), "model": str(tiny_model), **TINY_TRAIN, "epochs": 40, "launcher": launcher}
     repo = make_repo(tmp_path / "repo", params)  # 800 steps: an orphan would train for minutes
     run(["dvc", "repro", "tokenize"], repo)
     dvc = subprocess.Popen(
-        ["dvc", "repro", "train"], cwd=repo, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        ["dvc", "repro", "train"], cwd=repo, env=tool_env() | {"SHELL": shell}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
     deadline = time.time() + 240
@@ -235,6 +238,25 @@ def test_training_stops_with_a_checkpoint_when_dvc_dies(tmp_path, tiny_model, la
     assert stopped and int(stopped.group(1)) > first, output[-3000:]
     assert (repo / f"data/checkpoints/checkpoint-{stopped.group(1)}/trainer_state.json").exists()
     assert not (repo / "data/trained").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_the_starters_watched_are_those_up_to_dvc_through_shells_and_none_for_a_stage_run_by_hand(tmp_path):
+    """A stage under `sh -c` watches the shell and DVC above it, not DVC's own parent; one started by a
+    script or by hand watches nothing (it runs on when its parent ends, as before)."""
+    show = f"{sys.executable} -c 'import os; from textclf.lifeline import starters_line as s; print(s(os.getppid()))'"
+    fake_dvc = tmp_path / "dvc"  # a process named dvc that runs a command as DVC does: $SHELL -c
+    fake_dvc.write_text(
+        f"#!{sys.executable}\nimport os, subprocess, sys\n"
+        "proc = subprocess.Popen(['/bin/sh', '-c', sys.argv[1]], stdout=subprocess.PIPE, text=True)\n"
+        "print(os.getpid(), proc.pid, proc.communicate()[0].strip(), sep='\\n')\n"
+    )
+    fake_dvc.chmod(0o755)
+    out = subprocess.run([str(fake_dvc), show], capture_output=True, text=True, check=True)
+    dvc_pid, sh_pid, line = out.stdout.splitlines()
+    assert line == f"[{sh_pid}, {dvc_pid}]"  # dash stays as the parent; the line stops at DVC
+    by_hand = subprocess.run(["/bin/sh", "-c", show], capture_output=True, text=True, check=True)
+    assert by_hand.stdout.strip() == "[]"
 
 
 def test_a_second_sigterm_does_not_abort_the_checkpoint_a_second_ctrl_c_does():

@@ -25,7 +25,7 @@ class Interrupt:
         if self.requested:
             if signum == signal.SIGINT:  # a second Ctrl-C: stop now
                 raise KeyboardInterrupt
-            # Another SIGTERM (a supervisor's again; or the parent's death, see stages.die_with_parent,
+            # Another SIGTERM (a supervisor's again; or the parent's death, see textclf.lifeline,
             # after its own signal): the checkpoint is under way, and aborting would lose it.
             return
         self.requested = True
