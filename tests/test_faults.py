@@ -241,22 +241,34 @@ def test_training_stops_with_a_checkpoint_when_dvc_dies(tmp_path, tiny_model, la
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
-def test_the_starters_watched_are_those_up_to_dvc_through_shells_and_none_for_a_stage_run_by_hand(tmp_path):
-    """A stage under `sh -c` watches the shell and DVC above it, not DVC's own parent; one started by a
-    script or by hand watches nothing (it runs on when its parent ends, as before)."""
-    show = f"{sys.executable} -c 'import os; from textclf.lifeline import starters_line as s; print(s(os.getppid()))'"
-    fake_dvc = tmp_path / "dvc"  # a process named dvc that runs a command as DVC does: $SHELL -c
+def test_a_stage_finds_the_dvc_above_it_through_a_shell_and_none_when_run_by_hand(tmp_path, monkeypatch):
+    """DVC is the first ancestor outside the stage's command (DVC_STAGE in the environment), here past
+    a /bin/sh -c that stays as the parent; a stage run by a script or by hand has none (it runs on when
+    its parent ends, as before). Once found, DVC is passed on to exec'd launchers and their ranks, and
+    a passed-on DVC that has ended (its pid reused or gone) reads as dead."""
+    from textclf.lifeline import DVC_PROCESS, dvc_above, start_time
+
+    show = f"{sys.executable} -c 'import os; from textclf.lifeline import dvc_above; print(dvc_above(os.getppid()))'"
+    fake_dvc = tmp_path / "dvc"  # runs a command as DVC does: $SHELL -c, with DVC_STAGE set
     fake_dvc.write_text(
         f"#!{sys.executable}\nimport os, subprocess, sys\n"
-        "proc = subprocess.Popen(['/bin/sh', '-c', sys.argv[1]], stdout=subprocess.PIPE, text=True)\n"
-        "print(os.getpid(), proc.pid, proc.communicate()[0].strip(), sep='\\n')\n"
+        "env = {**os.environ, 'DVC_STAGE': 'train'}\n"
+        "proc = subprocess.Popen(['/bin/sh', '-c', sys.argv[1]], stdout=subprocess.PIPE, text=True, env=env)\n"
+        "print(os.getpid(), proc.communicate()[0].strip())\n"
     )
     fake_dvc.chmod(0o755)
-    out = subprocess.run([str(fake_dvc), show], capture_output=True, text=True, check=True)
-    dvc_pid, sh_pid, line = out.stdout.splitlines()
-    assert line == f"[{sh_pid}, {dvc_pid}]"  # dash stays as the parent; the line stops at DVC
-    by_hand = subprocess.run(["/bin/sh", "-c", show], capture_output=True, text=True, check=True)
-    assert by_hand.stdout.strip() == "[]"
+    env = {k: v for k, v in os.environ.items() if k not in ("DVC_STAGE", DVC_PROCESS)}
+    dvc_pid, found = subprocess.run(
+        [str(fake_dvc), show], capture_output=True, text=True, check=True, env=env
+    ).stdout.split()
+    assert found == dvc_pid
+    by_hand = subprocess.run(["/bin/sh", "-c", show], capture_output=True, text=True, check=True, env=env)
+    assert by_hand.stdout.strip() == "None"
+    monkeypatch.setenv("DVC_STAGE", "train")
+    monkeypatch.setenv(DVC_PROCESS, f"{os.getppid()}:{start_time(os.getppid())}")
+    assert dvc_above(os.getpid()) == os.getppid()
+    monkeypatch.setenv(DVC_PROCESS, f"{os.getppid()}:1")  # the same pid, another process
+    assert dvc_above(os.getpid()) is False
 
 
 def test_a_second_sigterm_does_not_abort_the_checkpoint_a_second_ctrl_c_does():

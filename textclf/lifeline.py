@@ -6,11 +6,13 @@ orphan, wrote outputs that no dvc.lock records and removed the checkpoints, and 
 checkpoints it was still writing. With this, the stage is sent SIGTERM: training stops as on Ctrl-C (a
 checkpoint, then exit); other stages just stop (their outputs appear whole or not at all).
 
-DVC runs a stage's command through $SHELL -c, or /bin/sh -c where SHELL is unset (containers, CI
-runners). bash and zsh replace themselves with the command; dash and fish stay, as the stage's parent,
-and outlive a killed DVC. So the stage watches its starters up the line of ancestors, through `-c`
-shells: the direct parent by the kernel's parent-death signal (kept across stages.launch's exec of the
-launcher), the ones above by a thread waiting on their pidfds.
+DVC is not always the stage's parent: it runs a command through $SHELL -c, or /bin/sh -c where SHELL is
+unset (containers, CI runners), and dash and fish stay, as the parent, outliving a killed DVC; a rank's
+parent is its launcher. So a stage watches two processes: its parent, by the kernel's parent-death
+signal (kept across stages.launch's exec of the launcher), and DVC, by a thread waiting on its pidfd.
+DVC is found as the first ancestor outside the stage's command: DVC gives that command, and so every
+process below it, DVC_STAGE in the environment. The first stage process to find it passes it on (pid and
+start time) to the launcher it execs and the ranks that starts, restarted ones too.
 """
 
 import os
@@ -19,10 +21,10 @@ import threading
 from pathlib import Path
 
 LAUNCH_PID = "TEXTCLF_LAUNCH_PID"  # set by stages.launch: the pid the launcher keeps
-# The starters whose death stops a stage: DVC, and the launchers that start its ranks (as a console script
-# or a module). Not any ancestor: a stage started by hand (nohup, a scheduler's thread) runs on as before.
-STARTERS = {"dvc", "torchrun", "accelerate", "torch.distributed.run", "accelerate.commands.launch"}
-SHELLS = {"sh", "dash", "bash", "zsh", "fish", "ksh", "mksh", "ash", "busybox"}  # passed through when run -c
+DVC_PROCESS = "TEXTCLF_DVC_PROCESS"  # "<pid>:<start time>" of the DVC above, once found
+# Launchers whose death stops the ranks they started by hand, without DVC (a console script or a module).
+# Not any parent: a stage started by hand (nohup, a scheduler's thread) runs on as before.
+LAUNCHERS = {"torchrun", "accelerate", "torch.distributed.run", "accelerate.commands.launch"}
 MOST_ANCESTORS = 8  # dvc -> sh -> torchrun -> rank is the longest line a stage has
 
 
@@ -31,21 +33,16 @@ def stop() -> None:
 
 
 def arm() -> None:
-    """Have this process sent SIGTERM when a starter above it dies. Called when `stages` is first
-    imported, before the stage's imports, so that no starter can die unseen."""
+    """Have this process sent SIGTERM when DVC or the launcher above it dies. Called when `stages` is
+    first imported, before the stage's imports, so that neither can die unseen."""
     parent, launcher = os.getppid(), os.environ.get(LAUNCH_PID, "")
-    if launcher.isdigit() and int(launcher) != os.getpid():  # a rank: is its launcher still there?
-        try:
-            os.kill(int(launcher), 0)  # (under mpirun the rank's parent is another process)
-        except ProcessLookupError:
-            return stop()
-        except PermissionError:
-            pass
-    line = starters_line(parent)
-    if os.getppid() != parent:  # the parent died meanwhile
+    if launcher.isdigit() and int(launcher) != os.getpid() and not alive(int(launcher)):
+        return stop()  # a rank whose launcher has gone (under mpirun the rank's parent is another process)
+    dvc = dvc_above(parent)
+    if dvc is False or os.getppid() != parent:  # DVC, or the parent, died meanwhile
         return stop()
-    if not line:
-        return None
+    if dvc is None and not LAUNCHERS & {Path(a.decode(errors="replace")).name for a in cmdline(parent)}:
+        return None  # started by hand or by a script
     try:
         import ctypes
 
@@ -55,55 +52,73 @@ def arm() -> None:
     prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: the direct parent
     if os.getppid() != parent:  # the parent died before the call: no signal will come
         return stop()
-    if len(line) > 1:
-        watch(line)
+    if dvc is not None and dvc != parent:
+        watch(dvc)
     return None
 
 
-def starters_line(parent: int) -> list[int]:
-    """The ancestors to watch, from the parent up to the last starter, through `-c` shells and
-    launchers; [] where no starter is above (a stage run by hand, or by a script)."""
-    line, last_starter, pid = [], 0, parent
-    while pid > 1 and len(line) < MOST_ANCESTORS:
-        args = [Path(a.decode(errors="replace")).name for a in cmdline(pid)]
-        if STARTERS & set(args):
-            line.append(pid)
-            last_starter = len(line)
-            if "dvc" in args:  # DVC's own parent is the user's
-                break
-        elif args and args[0] in SHELLS and "-c" in args:
-            line.append(pid)
-        else:
-            break
+def dvc_above(parent: int) -> int | None | bool:
+    """The pid of the DVC process running this stage; None where DVC did not start it; False where it
+    was started by a DVC that has died."""
+    if "DVC_STAGE" not in os.environ:
+        return None
+    passed_on = os.environ.get(DVC_PROCESS, "")
+    if passed_on:
+        pid, _, started = passed_on.partition(":")
+        return int(pid) if pid.isdigit() and start_time(int(pid)) == started else False
+    pid = parent
+    for _ in range(MOST_ANCESTORS):
+        names = {os.path.basename(arg) for arg in cmdline(pid)}
+        if pid <= 1 and b"dvc" not in names:
+            return False  # the line was handed to init: DVC is gone (unless DVC is a container's init)
+        if b"DVC_STAGE" not in environment(pid) or b"dvc" in names:
+            started = start_time(pid)
+            if not started:
+                return False
+            os.environ[DVC_PROCESS] = f"{pid}:{started}"  # for the launcher this execs, and its ranks
+            return pid
         pid = parent_of(pid)
-    return line[:last_starter]
+    return None
 
 
-def watch(line: list[int]) -> None:
-    """A thread that sends this process SIGTERM when any of line[1:] ends (line[0], the parent, has the
-    kernel's signal). Each link is checked after its pidfd is open, so a pid reused meanwhile is seen."""
-    fds = []
-    for pid in line[1:]:
-        try:
-            fds.append(os.pidfd_open(pid))
-        except ProcessLookupError:
-            return stop()
-        except (OSError, AttributeError):  # no pidfds here (a kernel before 5.3): the parent's signal only
-            return None
-    if any(parent_of(child) != pid for child, pid in zip(line, line[1:], strict=False)):
-        return stop()  # a link ended before its pidfd was open
+def watch(pid: int) -> None:
+    """A thread that sends this process SIGTERM when `pid` ends: by its pidfd, or where pidfds are refused
+    (kernels before 5.3, some container sandboxes), by looking every second."""
+    started = start_time(pid)
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return stop()
+    except (OSError, AttributeError):
+        fd = None
+    if start_time(pid) != started:  # ended, and the pid reused, before the pidfd was open
+        return stop()
 
     def wait() -> None:
         import select
+        import time
 
-        poll = select.poll()
-        for fd in fds:
+        if fd is None:
+            while start_time(pid) == started:
+                time.sleep(1.0)
+        else:
+            poll = select.poll()
             poll.register(fd, select.POLLIN)
-        poll.poll()  # a pidfd turns readable when its process ends
+            poll.poll()  # a pidfd turns readable when its process ends
         stop()
 
-    threading.Thread(target=wait, name="textclf-starters", daemon=True).start()
+    threading.Thread(target=wait, name="textclf-dvc-watch", daemon=True).start()
     return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: it exists
+        pass
+    return True
 
 
 def cmdline(pid: int) -> list[bytes]:
@@ -113,8 +128,27 @@ def cmdline(pid: int) -> list[bytes]:
         return []
 
 
-def parent_of(pid: int) -> int:
+def environment(pid: int) -> list[bytes]:
+    """The variable names of a process's environment as it started; [] where unreadable."""
+    try:
+        return [entry.partition(b"=")[0] for entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")]
+    except OSError:
+        return []
+
+
+def stat_fields(pid: int) -> list[str]:
     try:  # "pid (comm) state ppid ...": comm may hold spaces and parentheses
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def parent_of(pid: int) -> int:
+    fields = stat_fields(pid)
+    return int(fields[1]) if len(fields) > 1 else 0
+
+
+def start_time(pid: int) -> str:
+    """When the process started (clock ticks since boot): with the pid, it names one process."""
+    fields = stat_fields(pid)
+    return fields[19] if len(fields) > 19 else ""
