@@ -21,6 +21,9 @@ if gc_paused:
     gc.disable()
 
 
+RANK_LINE_DELAY_S = 5.0
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's main(): bad input and failed writes end in one clear line and exit code 1.
 
@@ -28,6 +31,7 @@ def run_stage(main: Callable[[], None]) -> None:
     half-written.
     """
     import errno
+    import os
 
     from textclf.console import quiet_libraries
     from textclf.errors import InputError
@@ -45,10 +49,16 @@ def run_stage(main: Callable[[], None]) -> None:
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C outside training's own handling (which saves a checkpoint)
-        stage = Path(sys.argv[0]).stem
+        stage = sys.argv[1] if Path(sys.argv[0]).stem == "launch" and sys.argv[1:] else Path(sys.argv[0]).stem
         print(f"\n{stage}: interrupted; no half-written output is left: run it again", file=sys.stderr)
         sys.exit(130)
     except InputError as e:
+        if os.environ.get("RANK", "0") not in ("", "0"):
+            # Every rank checks the same params and data, so the first process fails too, and its launcher
+            # then ends this one: held back a moment, the line shows once, not once per process.
+            import time
+
+            time.sleep(RANK_LINE_DELAY_S)
         sys.exit(f"error: {e}")
     except OSError as e:
         fixes = {

@@ -123,6 +123,30 @@ def test_ctrl_c_mid_epoch_then_resume_is_byte_identical(prepared, tmp_path, engi
     assert weights[0] == weights[1]
 
 
+def test_under_torchrun_a_bad_input_is_one_line_and_ctrl_c_no_traceback(prepared, tmp_path):
+    """torchrun (exec'd as before) followed each rank's `error:` line with a traceback and a 40-line
+    failure table, and a Ctrl-C with a traceback of its own; every rank printed the error line."""
+    work = copy_work(prepared, tmp_path / "work")
+    set_params(work, launcher="torchrun --nproc_per_node 2", epochs=40)
+    (work / "data/tokenized").rename(work / "data/away")
+    out = subprocess.run(stage_cmd("train"), cwd=work, env=tool_env(), capture_output=True, text=True)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 1 and len(errors) == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert "data/tokenized not found" in errors[0]
+    (work / "data/away").rename(work / "data/tokenized")
+    proc = subprocess.Popen(
+        stage_cmd("train"), cwd=work, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    deadline = time.time() + 180
+    while not list((work / "data/checkpoints").glob("checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None and time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # the launcher's process: the terminal's Ctrl-C reaches it
+    output = proc.communicate(timeout=300)[0].decode()
+    assert proc.returncode == 130 and "Traceback" not in output, output[-3000:]
+    assert re.search(r"train: stopped at step \d+; checkpoint kept", output), output[-3000:]
+
+
 INTERRUPTER = """
 import os, signal
 import textclf.console

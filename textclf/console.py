@@ -56,14 +56,15 @@ def library_bars(enabled: bool) -> Iterator[None]:
 
 
 class DropRecords(logging.Filter):
-    """Drops a library's log records that contain `text`."""
+    """Drops a library's log records that contain any of `texts`."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, *texts: str) -> None:
         super().__init__()
-        self.text = text
+        self.texts = texts
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return self.text not in record.getMessage()
+        message = record.getMessage()
+        return not any(text in message for text in self.texts)
 
 
 @contextmanager

@@ -10,6 +10,7 @@ import re
 import shlex
 import sys
 
+from textclf.console import DropRecords
 from textclf.errors import InputError
 
 EXAMPLES = "python, 'torchrun --nproc_per_node 2', 'accelerate launch --multi_gpu --num_processes 2'"
@@ -81,3 +82,48 @@ def launcher_argv(launcher: str, module: str | None = None) -> tuple[dict[str, s
         "accelerate": [sys.executable, "-m", "accelerate.commands.launch"],
     }[program]
     return env, [*start, *options, *(["-m", module] if module else [])]
+
+
+IN_PROCESS = ("torch.distributed.run", "accelerate.commands.launch")  # run here rather than exec'd
+
+
+def run_in_process(stage: str, argv: list[str]) -> int:
+    """Run torchrun or accelerate launch (argv from launcher_argv: python -m <launcher> ...) in this
+    process, rather than exec it, and return the exit code. Exec'd, each printed a traceback and a
+    40-line failure table after a rank's own `error:` line, and a traceback on Ctrl-C. Here the ranks'
+    own lines tell what happened; one line is added only for a rank killed by a signal (it could not
+    say anything itself)."""
+    import logging
+    import signal
+    import subprocess
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    # The launcher's log lines of what is reported here, or by the ranks, once more.
+    logging.getLogger("torch.distributed.elastic.multiprocessing.api").addFilter(
+        DropRecords("closing signal", "failed (exitcode")
+    )
+    module, options = argv[2], argv[3:]
+    try:
+        if module == "torch.distributed.run":
+            from torch.distributed.run import parse_args, run
+
+            run(parse_args(options))
+        else:
+            from accelerate.commands.launch import launch_command, launch_command_parser
+
+            launch_command(launch_command_parser().parse_args(options))
+    except SignalException as e:  # Ctrl-C, or SIGTERM: the launcher passed it on to the ranks and waited
+        return 128 + int(e.sigval)
+    except ChildFailedError as e:
+        rank, failure = e.get_first_failure()
+        if failure.exitcode < 0:
+            name = signal.Signals(-failure.exitcode).name
+            hint = " (out of memory? the kernel's OOM killer sends it)" if name == "SIGKILL" else ""
+            print(f"{stage}: process {rank} was killed by {name}{hint}", file=sys.stderr)
+            return 128 - failure.exitcode
+        return failure.exitcode
+    except subprocess.CalledProcessError as e:  # accelerate's single-process launcher: the stage spoke
+        return e.returncode if e.returncode > 0 else 1
+    return 0

@@ -9,10 +9,10 @@ checkpoint, then exit); other stages just stop (their outputs appear whole or no
 DVC is not always the stage's parent: it runs a command through $SHELL -c, or /bin/sh -c where SHELL is
 unset (containers, CI runners), and dash and fish stay, as the parent, outliving a killed DVC; a rank's
 parent is its launcher. So a stage watches two processes: its parent, by the kernel's parent-death
-signal (kept across stages.launch's exec of the launcher), and DVC, by a thread waiting on its pidfd.
+signal (kept across stages.launch's exec of plain python), and DVC, by a thread waiting on its pidfd.
 DVC is found as the first ancestor outside the stage's command: DVC gives that command, and so every
 process below it, DVC_STAGE in the environment. The first stage process to find it passes it on (pid and
-start time) to the launcher it execs and the ranks that starts, restarted ones too.
+start time) through the environment to the ranks its launcher starts, restarted ones too.
 """
 
 import os
@@ -75,7 +75,7 @@ def dvc_above(parent: int) -> int | None | bool:
             started = start_time(pid)
             if not started:
                 return False
-            os.environ[DVC_PROCESS] = f"{pid}:{started}"  # for the launcher this execs, and its ranks
+            os.environ[DVC_PROCESS] = f"{pid}:{started}"  # for the ranks a launcher starts
             return pid
         pid = parent_of(pid)
     return None
