@@ -41,7 +41,7 @@ def test_model_folder_without_weights(tmp_path):
 def test_model_folder_without_a_tokenizer(tmp_path):
     # transformers would build an empty vocabulary that reads every word as [UNK], with no error
     BertForSequenceClassification(tiny_config()).save_pretrained(tmp_path)
-    with pytest.raises(InputError, match=r"has no tokenizer \(none of tokenizer.json, vocab.txt"):
+    with pytest.raises(InputError, match=r"has no tokenizer vocabulary \(none of tokenizer.json, vocab.txt"):
         copy_checkpoint(tmp_path, tmp_path / "out")
     (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n")
     (tmp_path / "out").mkdir()

@@ -195,6 +195,22 @@ def test_bad_options_are_one_line(trained, tmp_path, options, message):
     assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("error: ")
 
 
+def test_what_users_write_that_was_misread(trained, tmp_path):
+    """INPUT after --text-columns (the order --help showed) was taken as a column; upper-case suffixes
+    were unknown formats; a parquet file named .csv got a binary dump as an error; a --model that names
+    a file in the folder said the folder does not exist."""
+    source = pairs_csv(tmp_path / "X.CSV")
+    out = textclf("predict", "--text-columns", "sentence1", "sentence2", str(source), "--output", "P.TSV", cwd=trained)
+    assert out.returncode == 0 and len((trained / "P.TSV").read_text().splitlines()) == 1 + len(PAIRS), out.stderr
+    out = textclf("predict", "--text-columns", "sentence1", "sentence2", cwd=trained)
+    assert out.returncode == 1 and out.stderr.startswith("error: predict: INPUT is missing"), out.stderr
+    pd.DataFrame(PAIRS, columns=["sentence1", "sentence2"]).to_parquet(tmp_path / "p.csv")
+    out = textclf("predict", str(tmp_path / "p.csv"), cwd=trained)
+    assert out.returncode == 1 and "is a parquet file: name it p.parquet" in out.stderr, out.stderr
+    out = textclf("predict", str(source), "--model", "data/model/config.json", cwd=trained)
+    assert "error: --model data/model/config.json is a file: give the folder that holds it (data/model)" in out.stderr
+
+
 def test_a_bom_at_the_start_of_json_lines_is_read(trained, tmp_path):
     source = put(tmp_path / "x.jsonl", b'\xef\xbb\xbf{"sentence1": "a", "sentence2": "b"}\n')
     out = textclf("predict", str(source), cwd=trained)
@@ -219,12 +235,29 @@ def test_the_input_file_is_never_the_output(trained, tmp_path):
     out = textclf("predict", str(source), "--output", str(tmp_path / "." / "x.csv"), cwd=trained)
     assert out.returncode == 1 and "is the input file: give another file" in out.stderr, out.stderr
     assert source.read_bytes() == before
+    config = trained / "data/model/config.json"
+    before = config.read_bytes()  # nor a file of the model folder (it predicted, then broke the model)
+    out = textclf("predict", str(source), "--output", str(config), cwd=trained)
+    assert out.returncode == 1 and "is inside the model folder data/model: give a file outside" in out.stderr
+    assert config.read_bytes() == before
+
+
+def test_the_saved_tokenizer_truncates_as_training_did(trained):
+    """A transformers pipeline with truncation=True cut at the checkpoint's 512 tokens, not at the
+    max_length the model was trained and is predicted with: other probabilities for long texts."""
+    from transformers import AutoTokenizer
+
+    max_length = yaml.safe_load((trained / "params.yaml").read_text())["max_length"]
+    tokenizer = AutoTokenizer.from_pretrained(trained / "data/model")
+    assert len(tokenizer("word " * 600, truncation=True)["input_ids"]) == max_length
 
 
 @pytest.mark.parametrize(
     "keep, message",
     [
-        (["config.json", "textclf.json", "model.safetensors"], "has no tokenizer (none of tokenizer.json, vocab.txt"),
+        (["config.json", "textclf.json", "model.safetensors"], "has no tokenizer vocabulary (none of tokenizer.json"),
+        # tokenizer_config.json alone: transformers built a tokenizer of the 5 special tokens, with no error
+        (["config.json", "textclf.json", "model.safetensors", "tokenizer_config.json"], "has no tokenizer vocabulary"),
         (
             ["config.json", "textclf.json", "tokenizer.json", "tokenizer_config.json"],
             "has no weights (model.safetensors)",
@@ -378,6 +411,13 @@ def test_onnx_export_agrees_with_pytorch(trained, tmp_path):
     stale = textclf("predict", str(source), "--model", str(tmp_path / "onnx"), "--backend", "onnx", cwd=trained)
     assert stale.returncode == 1 and "was exported from an earlier version of" in stale.stderr, stale.stderr
     assert f"textclf export --model {model.resolve()} --output {tmp_path / 'onnx'}" in stale.stderr
+    # An export kept elsewhere (a release) is a copy kept on purpose: used, with a warning, and the hint
+    # never says to export the changed model over it.
+    release = shutil.copytree(tmp_path / "onnx", tmp_path / "releases" / "v1")
+    kept = textclf("predict", str(source), "--model", str(release), "--backend", "onnx", cwd=trained)
+    assert kept.returncode == 0 and len(kept.stdout.splitlines()) == 6, kept.stderr
+    assert "predict: warning: " in kept.stderr and "these are the earlier model's predictions" in kept.stderr
+    assert f"--output {release}" not in kept.stderr
 
 
 def exportable(trained: Path, dest: Path) -> Path:

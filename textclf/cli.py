@@ -27,7 +27,22 @@ def predict(args: argparse.Namespace) -> None:
     # Each backend's default folder is where the pipeline writes it: the evaluate stage, or `textclf export`.
     default = EXPORT if args.backend.startswith("onnx") else MODEL
     folder = Path(args.model) if args.model else default
-    predict_file(args.input, folder, args.output, args.backend, args.batch_size, args.text_columns)
+    source = args.input or input_after_columns(args.text_columns)
+    predict_file(source, folder, args.output, args.backend, args.batch_size, args.text_columns)
+
+
+def input_after_columns(columns: list[str] | None) -> str:
+    """INPUT written after --text-columns, which takes every word after it: `--text-columns text in.csv`
+    (the order the usage line shows) or `--text-columns text -`. Taken back where it names a file or -."""
+    from textclf.predict import INPUT_FORMATS
+
+    last = columns[-1] if columns and len(columns) > 1 else None
+    if last is not None and (last == "-" or Path(last).suffix.lower() in INPUT_FORMATS or Path(last).is_file()):
+        return columns.pop()
+    raise InputError(
+        "predict: INPUT is missing: give the file to classify (or - for stdin), before --text-columns, which "
+        "takes every word after it."
+    )
 
 
 def export(args: argparse.Namespace) -> None:
@@ -76,11 +91,14 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "predict",
         help="classify new text with a trained model",
+        usage="textclf predict [-h] INPUT [--model MODEL] [--output OUTPUT] [--backend {torch,onnx,onnx-int8}] "
+        "[--batch-size BATCH_SIZE] [--text-columns COLUMN [COLUMN ...]]",
         description="Classify the rows of INPUT with a trained model folder. Writes, in input order, the row "
         "number, the predicted label name and id, and the probability of every class.",
     )
     p.add_argument(
         "input",
+        nargs="?",  # required: input_after_columns finds it where --text-columns took it
         metavar="INPUT",
         help="csv, tsv, json, jsonl or parquet with the model's text columns; - reads stdin: one text "
         "per line (a tab-separated pair for pair models)",
@@ -98,7 +116,9 @@ def parser() -> argparse.ArgumentParser:
         help="torch (bf16 where supported), or an export folder's onnx / onnx-int8 model",
     )
     p.add_argument("--batch-size", type=int, default=64, help="rows per forward pass (default: 64)")
-    p.add_argument("--text-columns", nargs="+", default=None, help="override the model's text columns")
+    p.add_argument(
+        "--text-columns", nargs="+", default=None, metavar="COLUMN", help="override the model's text columns"
+    )
     p.set_defaults(func=predict)
 
     e = sub.add_parser(

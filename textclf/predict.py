@@ -79,16 +79,21 @@ def read_chunks(source: str, columns: list[str]) -> Iterator[list[tuple[str, ...
         raise InputError(f"input {source} is not a file (give a csv, tsv, json, jsonl or parquet file; stdin: -).")
     if not path.is_file():
         raise InputError(f"input {source} does not exist (give a csv, tsv, json, jsonl or parquet file, or -).")
-    if path.suffix not in INPUT_FORMATS:
+    suffix = path.suffix.lower()
+    if suffix not in INPUT_FORMATS:
         stdin = "; for stdin, give -" if not path.suffix else ""  # e.g. /dev/stdin from a redirect
         raise InputError(
             f"input {source}: unknown format {path.suffix!r}; use one of {', '.join(INPUT_FORMATS)}{stdin}."
         )
     if path.stat().st_size == 0:
         raise InputError(f"input {source} is empty.")
-    if path.suffix == ".parquet":
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if suffix != ".parquet" and magic == b"PAR1":
+        raise InputError(f"input {source} is a parquet file: name it {path.stem}.parquet.")
+    if suffix == ".parquet":
         yield from parquet_chunks(path, columns)
-    elif path.suffix in (".json", ".jsonl"):
+    elif suffix in (".json", ".jsonl"):
         yield from json_chunks(path, columns)
     else:
         yield from table_chunks(path, columns)
@@ -249,13 +254,13 @@ class Writer:
         if target is None:
             return ".tsv"
         path = Path(target)
-        if path.suffix not in (".csv", ".tsv", ".json", ".jsonl", ".parquet"):
+        if path.suffix.lower() not in (".csv", ".tsv", ".json", ".jsonl", ".parquet"):
             formats = "csv, tsv, json, jsonl or parquet"
             raise InputError(f"--output {target}: unknown format {path.suffix!r}; use {formats}.")
         if path.is_dir() or not path.parent.is_dir():
             where = "is a folder" if path.is_dir() else f"is in {path.parent}, which does not exist"
             raise InputError(f"--output {target} {where}: give a file in an existing folder.")
-        return path.suffix
+        return path.suffix.lower()
 
     def write(self, probs: np.ndarray) -> None:
         rows = [
@@ -372,17 +377,23 @@ def onnx_file(folder: Path, backend: str) -> Path:
 
 
 def check_export_current(folder: Path) -> None:
-    """An export whose source model folder is here and has changed since (retrained) is refused: it
-    would predict with the old model. An export whose source is not here (copied to a server) is used."""
+    """An export beside the model folder it came from (data/onnx beside data/model, where export writes
+    by default), which has changed since (retrained), is refused: it would predict with the old model.
+    An export kept elsewhere (a release folder) is a copy kept on purpose: used, with a warning. One
+    whose source is not here (copied to a server) is used."""
     check = folder / "check.json"
     source = read_json(check).get("source") if check.exists() else None
-    if not source or not Path(source["model"]).is_dir():
+    model = Path(source["model"]) if source else None
+    if model is None or not model.is_dir() or weights_sha256(model) == source["weights_sha256"]:
         return
-    if weights_sha256(Path(source["model"])) != source["weights_sha256"]:
-        raise InputError(
-            f"{folder} was exported from an earlier version of {source['model']} (its weights changed since): "
-            f"export it again: textclf export --model {source['model']} --output {folder}"
-        )
+    earlier = f"{folder} was exported from an earlier version of {model} (its weights changed since)"
+    if folder.resolve().parent == model.resolve().parent:
+        raise InputError(f"{earlier}: export it again: textclf export --model {model} --output {folder}")
+    print(
+        f"predict: warning: {earlier}: these are the earlier model's predictions (to export the new one: "
+        f"textclf export --model {model} --output <another folder>)",
+        file=sys.stderr,
+    )
 
 
 def load_onnx(folder: Path, backend: str):
@@ -400,6 +411,10 @@ def predict_file(
     Writer.check(output)
     if output and source != "-" and Path(output).resolve() == Path(source).resolve():
         raise InputError(f"--output {output} is the input file: give another file (the input would be replaced).")
+    if output and Path(output).resolve().is_relative_to(folder.resolve()):
+        raise InputError(f"--output {output} is inside the model folder {folder}: give a file outside it.")
+    if folder.is_file():
+        raise InputError(f"--model {folder} is a file: give the folder that holds it ({folder.parent}).")
     if backend != "torch":
         onnx_file(folder, backend)  # before read_task: a missing export folder gets the export hint
         check_export_current(folder)

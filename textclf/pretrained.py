@@ -18,7 +18,7 @@ TOKENIZER_VOCABULARIES = [
     "tokenizer.model",
 ]  # fmt: skip
 MODEL_FILES = ["config.json", "tokenizer_config.json", "special_tokens_map.json", "merges.txt", *TOKENIZER_VOCABULARIES]
-TOKENIZER_FILES = [*TOKENIZER_VOCABULARIES, "tokenizer_config.json"]  # at least one of them in a model folder
+BYTE_LEVEL = {"ByT5Tokenizer", "CanineTokenizer", "PerceiverTokenizer"}  # tokenizers with no vocabulary file
 
 
 def local_model(model: str) -> Path | None:
@@ -66,14 +66,27 @@ def check_model_files(folder: Path, weights: bool = True) -> None:
     (with `weights`) safetensors weights; an error naming the first that is missing."""
     if not (folder / "config.json").exists():
         raise InputError(f"{folder} is not a model folder: it has no config.json.")
-    if not any((folder / name).exists() for name in TOKENIZER_FILES):
+    if not has_vocabulary(folder):
         raise InputError(
-            f"{folder} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}): copy the tokenizer files "
-            "along with the model (the whole folder the pipeline wrote)."
+            f"{folder} has no tokenizer vocabulary (none of {', '.join(TOKENIZER_VOCABULARIES)}; without one "
+            "transformers reads every word as unknown): copy the tokenizer files along with the model (the "
+            "whole folder the pipeline wrote)."
         )
     if weights and not safetensors_files(folder):
         onnx = " (it holds an ONNX export: use --backend onnx)" if (folder / "model.onnx").exists() else ""
         raise InputError(f"{folder} has no weights (model.safetensors){onnx}.")
+
+
+def has_vocabulary(folder: Path) -> bool:
+    """A vocabulary file, or a byte- or character-level tokenizer, which needs none. tokenizer_config.json
+    alone is not a tokenizer: transformers then builds one of the special tokens only, with no error."""
+    if any((folder / name).exists() for name in TOKENIZER_VOCABULARIES):
+        return True
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("tokenizer_class") in BYTE_LEVEL
 
 
 def classifier_labels(folder: Path, fix: str) -> list[str]:

@@ -32,7 +32,7 @@ def open_delimited(path: Path) -> tuple["pa.Schema", Iterator]:
         invalid.append(row)
         return "error"
 
-    tsv = path.suffix == ".tsv"
+    tsv = path.suffix.lower() == ".tsv"
     parse = pacsv.ParseOptions(
         delimiter="\t" if tsv else ",",
         quote_char=False if tsv else '"',
@@ -74,7 +74,7 @@ def open_delimited(path: Path) -> tuple["pa.Schema", Iterator]:
 def problem(path: Path, error: Exception, invalid: list) -> str:
     """The one error line for a file pyarrow could not read: the first malformed row, where it is and
     how to fix it; the first byte that is not UTF-8; or pyarrow's own reason."""
-    tsv = path.suffix == ".tsv"
+    tsv = path.suffix.lower() == ".tsv"
     if not invalid:
         if "invalid UTF8" in str(error):
             return not_utf8(path)
