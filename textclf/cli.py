@@ -175,8 +175,20 @@ def terminated(signum, frame) -> None:
     raise Terminated
 
 
+def environment_on_path() -> None:
+    """`.venv/bin/textclf` run without activating its environment: compare and tune run dvc, and DVC runs
+    the stages with `python`; both are the environment's, so its bin folder goes first on PATH."""
+    import os
+    import shutil
+
+    bin_dir = Path(sys.executable).parent
+    if shutil.which("dvc") is None and (bin_dir / "dvc").exists():
+        os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    environment_on_path()
     if threading.current_thread() is threading.main_thread():  # signals are handled there only
         signal.signal(signal.SIGTERM, terminated)
     try:

@@ -75,6 +75,8 @@ def from_show(commits: list[dict], names: list[str] | None = None) -> list[Exper
             "no finished experiments on this commit to compare (those run on an earlier commit: dvc exp show "
             "-A); queue some: dvc exp run --queue -S seed=1,2,3"
         )
+    if names:  # in the order named: the first named leads where groups have as many seeds
+        found.sort(key=lambda e: min(i for i, n in enumerate(names) if n == e.name or by_sha(n, e.rev)))
     return found
 
 
@@ -216,6 +218,11 @@ def report(named: dict[str, list[Experiment]], bootstrap: bool = True) -> str:
             low, high = result["interval"]
             # Two-sided, like the 95% interval: "real" when the interval leaves zero out.
             verdict = "likely real" if max(result["p_better"], 1 - result["p_better"]) >= 0.975 else "could be noise"
+            if min(len(named[other]), len(named[first])) < 2:  # no seeds to resample: rows only
+                verdict = (
+                    "not known from one seed (the interval leaves out the seed-to-seed spread, often several "
+                    "points): run more seeds, e.g. dvc exp run --queue -S seed=1,2,3"
+                )
             lines.append(
                 f"{other} vs {first}: F1 {100 * result['difference']:+.2f} points (95% interval "
                 f"{100 * low:+.2f} to {100 * high:+.2f}); P({other} better) = {result['p_better']:.2f}: {verdict}"
