@@ -53,11 +53,14 @@ def run_stage(main: Callable[[], None]) -> None:
         print(f"\n{stage}: interrupted; no half-written output is left: run it again", file=sys.stderr)
         sys.exit(130)
     except InputError as e:
-        if os.environ.get("RANK", "0") not in ("", "0"):
+        if os.environ.get("RANK", "0") not in ("", "0") and "LOCAL_RANK" in os.environ:  # torchrun's
             # Every rank checks the same params and data, so the first process fails too, and its launcher
-            # then ends this one: held back a moment, the line shows once, not once per process.
+            # then ends this one (by SIGTERM: no handler of training's may keep it): held back a moment,
+            # the line shows once, not once per process.
+            import signal
             import time
 
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             time.sleep(RANK_LINE_DELAY_S)
         sys.exit(f"error: {e}")
     except OSError as e:

@@ -71,7 +71,6 @@ def write_outputs(p: Params, precision: str, out: Outcome, tokenizer, n_train: i
         if p.peft != "none":  # the adapter alone too (small, for peft users), then the merged model
             save_adapter(out.model, tmp / "adapter", source["model"]["name"])
         plain(out.model).save_pretrained(tmp)
-        tokenizer.model_max_length = p.max_length  # transformers' pipelines then truncate as training did
         tokenizer.save_pretrained(tmp)
         # What a user of the model needs besides the weights: which columns to read, the labels, the truncation
         # length (`textclf predict` reads it; no params.yaml needed); the data's hash, for export's check.

@@ -32,6 +32,23 @@ def test_model_path_that_does_not_exist():
         model_source("./nope")
 
 
+def test_a_vocabulary_is_a_file_or_a_byte_level_tokenizer(tmp_path):
+    """tokenizer_config.json alone is no tokenizer (transformers built one of the special tokens only);
+    ByT5 names its byte-level tokenizer in config.json, CANINE by its model type; RemBERT's vocabulary
+    is sentencepiece.model."""
+    from textclf.pretrained import has_vocabulary
+
+    (tmp_path / "tokenizer_config.json").write_text('{"tokenizer_class": "BertTokenizer"}')
+    assert not has_vocabulary(tmp_path)
+    for config in ('{"tokenizer_class": "ByT5Tokenizer"}', '{"model_type": "canine"}'):
+        (tmp_path / "config.json").write_text(config)
+        assert has_vocabulary(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "rembert"}')
+    assert not has_vocabulary(tmp_path)
+    (tmp_path / "sentencepiece.model").write_bytes(b"")
+    assert has_vocabulary(tmp_path)
+
+
 def test_model_folder_without_weights(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(InputError, match="has no weights"):

@@ -295,6 +295,26 @@ def test_a_stage_finds_the_dvc_above_it_through_a_shell_and_none_when_run_by_han
     assert dvc_above(os.getpid()) is False
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_ranks_of_stages_launch_without_dvc_stop_with_it_and_a_stage_run_by_hand_does_not(tmp_path):
+    """A cluster job runs `python -m stages.launch train` by hand (README): its ranks' parent is that
+    process (it runs torchrun in itself), named by no launcher's name; it is known by LAUNCH_PID."""
+    from textclf.lifeline import LAUNCH_PID
+
+    armed = (
+        "import ctypes, signal; from textclf import lifeline; lifeline.arm(); sig = ctypes.c_int(); "
+        "ctypes.CDLL(None).prctl(2, ctypes.byref(sig)); print(sig.value)"  # PR_GET_PDEATHSIG
+    )
+    parent = (
+        "import os, subprocess, sys; env = {k: v for k, v in os.environ.items() if k != 'DVC_STAGE'}; "
+        f"env.update({{{LAUNCH_PID!r}: str(os.getpid())}} if sys.argv[1] == 'launch' else {{}}); "
+        f"subprocess.run([sys.executable, '-c', {armed!r}], env=env)"
+    )
+    for kind, signal_expected in (("launch", signal.SIGTERM), ("by hand", 0)):
+        out = subprocess.run([sys.executable, "-c", parent, kind], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == str(int(signal_expected)), (kind, out.stdout, out.stderr)
+
+
 def test_a_second_sigterm_does_not_abort_the_checkpoint_a_second_ctrl_c_does():
     """A supervisor's SIGTERM again, or the parent's death right after its own signal (the parent-death
     SIGTERM): the checkpoint under way is kept. Only a second Ctrl-C aborts."""
@@ -486,6 +506,18 @@ def test_accelerates_cpu_launcher_with_several_processes_is_refused(launcher):
 
 
 # --- 6. smaller ----------------------------------------------------------------------------------
+
+
+def test_a_process_killed_by_a_signal_gets_a_line_one_that_exited_speaks_for_itself(capsys):
+    from textclf.launcher import exit_code
+
+    assert exit_code("train", 1, -9) == 137
+    assert (
+        capsys.readouterr().err
+        == "train: process 1 was killed by SIGKILL (out of memory? the kernel's OOM killer sends it)\n"
+    )
+    assert exit_code("train", 0, 130) == 130 and exit_code("train", 0, 1) == 1
+    assert capsys.readouterr().err == ""
 
 
 def test_a_dataset_that_is_a_file_says_so(tmp_path):

@@ -242,16 +242,6 @@ def test_the_input_file_is_never_the_output(trained, tmp_path):
     assert config.read_bytes() == before
 
 
-def test_the_saved_tokenizer_truncates_as_training_did(trained):
-    """A transformers pipeline with truncation=True cut at the checkpoint's 512 tokens, not at the
-    max_length the model was trained and is predicted with: other probabilities for long texts."""
-    from transformers import AutoTokenizer
-
-    max_length = yaml.safe_load((trained / "params.yaml").read_text())["max_length"]
-    tokenizer = AutoTokenizer.from_pretrained(trained / "data/model")
-    assert len(tokenizer("word " * 600, truncation=True)["input_ids"]) == max_length
-
-
 @pytest.mark.parametrize(
     "keep, message",
     [

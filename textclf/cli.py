@@ -39,10 +39,8 @@ def input_after_columns(columns: list[str] | None) -> str:
     last = columns[-1] if columns and len(columns) > 1 else None
     if last is not None and (last == "-" or Path(last).suffix.lower() in INPUT_FORMATS or Path(last).is_file()):
         return columns.pop()
-    raise InputError(
-        "predict: INPUT is missing: give the file to classify (or - for stdin), before --text-columns, which "
-        "takes every word after it."
-    )
+    after = ", before --text-columns, which takes every word after it" if columns else ""
+    raise InputError(f"predict: INPUT is missing: give the file to classify (or - for stdin){after}.")
 
 
 def export(args: argparse.Namespace) -> None:
@@ -179,10 +177,10 @@ def environment_on_path() -> None:
     """`.venv/bin/textclf` run without activating its environment: compare and tune run dvc, and DVC runs
     the stages with `python`; both are the environment's, so its bin folder goes first on PATH."""
     import os
-    import shutil
 
     bin_dir = Path(sys.executable).parent
-    if shutil.which("dvc") is None and (bin_dir / "dvc").exists():
+    on_path = [Path(folder) for folder in os.environ.get("PATH", "").split(os.pathsep) if folder]
+    if (bin_dir / "dvc").exists() and bin_dir not in on_path:
         os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
 
 

@@ -209,7 +209,9 @@ def export(model_dir: Path, out: Path, check: bool = True) -> dict:
             if (model_dir / name).exists():
                 shutil.copy2(model_dir / name, tmp / name)
         # Which model this is an export of, so that predict can refuse it once that model is retrained.
+        # Its own folder too: the export made there is refused once stale, a copy kept elsewhere is warned of.
         source = {"model": str(model_dir.resolve()), "weights_sha256": weights_sha256(model_dir)}
+        source["export"] = str(out.resolve())
         report = {"inputs": names, "source": source}
         if split is None:
             report["not_checked"] = why

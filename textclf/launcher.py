@@ -113,17 +113,30 @@ def run_in_process(stage: str, argv: list[str]) -> int:
         else:
             from accelerate.commands.launch import launch_command, launch_command_parser
 
+            # Its single-process launcher waits on the stage with no Ctrl-C handling of its own: the stage,
+            # in the same process group, gets the Ctrl-C and saves its checkpoint; this process waits for
+            # it (a handler, not SIG_IGN, which the stage would inherit). Its multi-process ones install
+            # torch's handlers over this one.
+            signal.signal(signal.SIGINT, lambda signum, frame: None)
             launch_command(launch_command_parser().parse_args(options))
     except SignalException as e:  # Ctrl-C, or SIGTERM: the launcher passed it on to the ranks and waited
         return 128 + int(e.sigval)
     except ChildFailedError as e:
         rank, failure = e.get_first_failure()
-        if failure.exitcode < 0:
-            name = signal.Signals(-failure.exitcode).name
-            hint = " (out of memory? the kernel's OOM killer sends it)" if name == "SIGKILL" else ""
-            print(f"{stage}: process {rank} was killed by {name}{hint}", file=sys.stderr)
-            return 128 - failure.exitcode
-        return failure.exitcode
-    except subprocess.CalledProcessError as e:  # accelerate's single-process launcher: the stage spoke
-        return e.returncode if e.returncode > 0 else 1
+        return exit_code(stage, rank, failure.exitcode)
+    except subprocess.CalledProcessError as e:  # accelerate's single-process launcher
+        return exit_code(stage, 0, e.returncode)
     return 0
+
+
+def exit_code(stage: str, rank: int, code: int) -> int:
+    """A failed process's exit code as a shell gives it; a line for one killed by a signal (it could not
+    say anything itself). One that exited by itself has printed why."""
+    import signal
+
+    if code >= 0:
+        return code
+    name = signal.Signals(-code).name
+    hint = " (out of memory? the kernel's OOM killer sends it)" if name == "SIGKILL" else ""
+    print(f"{stage}: process {rank} was killed by {name}{hint}", file=sys.stderr)
+    return 128 - code

@@ -22,7 +22,8 @@ from pathlib import Path
 
 LAUNCH_PID = "TEXTCLF_LAUNCH_PID"  # set by stages.launch: the pid the launcher keeps
 DVC_PROCESS = "TEXTCLF_DVC_PROCESS"  # "<pid>:<start time>" of the DVC above, once found
-# Launchers whose death stops the ranks they started by hand, without DVC (a console script or a module).
+# Launchers whose death stops the ranks they start without DVC (by hand, a cluster job): stages.launch, known
+# by LAUNCH_PID, and these, as a console script or a module.
 # Not any parent: a stage started by hand (nohup, a scheduler's thread) runs on as before.
 LAUNCHERS = {"torchrun", "accelerate", "torch.distributed.run", "accelerate.commands.launch"}
 MOST_ANCESTORS = 8  # dvc -> sh -> torchrun -> rank is the longest line a stage has
@@ -41,7 +42,9 @@ def arm() -> None:
     dvc = dvc_above(parent)
     if dvc is False or os.getppid() != parent:  # DVC, or the parent, died meanwhile
         return stop()
-    if dvc is None and not LAUNCHERS & {Path(a.decode(errors="replace")).name for a in cmdline(parent)}:
+    launched = launcher == str(parent)  # a rank of stages.launch (which runs torchrun in its own process)
+    names = {Path(arg.decode(errors="replace")).name for arg in cmdline(parent)}
+    if dvc is None and not launched and not LAUNCHERS & names:
         return None  # started by hand or by a script
     try:
         import ctypes
@@ -99,7 +102,7 @@ def watch(pid: int) -> None:
         import time
 
         if fd is None:
-            while start_time(pid) == started:
+            while running(pid, started):
                 time.sleep(1.0)
         else:
             poll = select.poll()
@@ -146,6 +149,12 @@ def stat_fields(pid: int) -> list[str]:
 def parent_of(pid: int) -> int:
     fields = stat_fields(pid)
     return int(fields[1]) if len(fields) > 1 else 0
+
+
+def running(pid: int, started: str) -> bool:
+    """Whether the process that started at `started` is there and not ended (a zombie: not yet reaped)."""
+    fields = stat_fields(pid)
+    return len(fields) > 19 and fields[19] == started and fields[0] != "Z"
 
 
 def start_time(pid: int) -> str:

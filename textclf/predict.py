@@ -377,17 +377,18 @@ def onnx_file(folder: Path, backend: str) -> Path:
 
 
 def check_export_current(folder: Path) -> None:
-    """An export beside the model folder it came from (data/onnx beside data/model, where export writes
-    by default), which has changed since (retrained), is refused: it would predict with the old model.
-    An export kept elsewhere (a release folder) is a copy kept on purpose: used, with a warning. One
-    whose source is not here (copied to a server) is used."""
+    """An export whose model folder has changed since (retrained) is refused where export wrote it: it
+    would predict with the old model. A copy of it kept elsewhere (a release folder) is kept on purpose:
+    used, with a warning. One whose model folder is not here (copied to a server) is used."""
     check = folder / "check.json"
     source = read_json(check).get("source") if check.exists() else None
     model = Path(source["model"]) if source else None
     if model is None or not model.is_dir() or weights_sha256(model) == source["weights_sha256"]:
         return
     earlier = f"{folder} was exported from an earlier version of {model} (its weights changed since)"
-    if folder.resolve().parent == model.resolve().parent:
+    # (exports made before the folder was recorded: refused beside their model, as data/onnx is)
+    written_at = Path(source["export"]) if "export" in source else model.parent / folder.resolve().name
+    if folder.resolve() == written_at:
         raise InputError(f"{earlier}: export it again: textclf export --model {model} --output {folder}")
     print(
         f"predict: warning: {earlier}: these are the earlier model's predictions (to export the new one: "

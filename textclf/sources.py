@@ -136,7 +136,7 @@ def first_line(path: Path) -> str:
 
 
 def is_mrpc_tsv(path: Path) -> bool:
-    return path.suffix == ".tsv" and first_line(path).split("\t") in (MRPC_LABELED_HEADER, MRPC_TEST_HEADER)
+    return path.suffix.lower() == ".tsv" and first_line(path).split("\t") in (MRPC_LABELED_HEADER, MRPC_TEST_HEADER)
 
 
 def has_rows(path: Path) -> bool | None:
