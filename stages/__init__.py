@@ -31,7 +31,6 @@ def run_stage(main: Callable[[], None]) -> None:
     half-written.
     """
     import errno
-    import os
 
     from textclf.console import quiet_libraries
     from textclf.errors import InputError
@@ -50,10 +49,11 @@ def run_stage(main: Callable[[], None]) -> None:
         main()
     except KeyboardInterrupt:  # Ctrl-C outside training's own handling (which saves a checkpoint)
         stage = sys.argv[1] if Path(sys.argv[0]).stem == "launch" and sys.argv[1:] else Path(sys.argv[0]).stem
-        print(f"\n{stage}: interrupted; no half-written output is left: run it again", file=sys.stderr)
+        if not a_later_rank():  # the first process's line is enough
+            print(f"\n{stage}: interrupted; no half-written output is left: run it again", file=sys.stderr)
         sys.exit(130)
     except InputError as e:
-        if os.environ.get("RANK", "0") not in ("", "0") and "LOCAL_RANK" in os.environ:  # torchrun's
+        if a_later_rank():
             # Every rank checks the same params and data, so the first process fails too, and its launcher
             # then ends this one (by SIGTERM: no handler of training's may keep it): held back a moment,
             # the line shows once, not once per process.
@@ -78,6 +78,13 @@ def run_stage(main: Callable[[], None]) -> None:
         # filename2 is the destination where there are two (shutil.copyfile names its source first).
         target = e.filename2 or e.filename or "an output"
         sys.exit(f"error: cannot write {target}: {e.strerror}; {fixes[e.errno]}.")
+
+
+def a_later_rank() -> bool:
+    """A process of torchrun's (or accelerate's multi-process launch) other than the first."""
+    import os
+
+    return os.environ.get("RANK", "0") not in ("", "0") and "LOCAL_RANK" in os.environ
 
 
 def require_inputs(stage: str, *paths: Path) -> None:

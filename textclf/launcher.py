@@ -104,6 +104,7 @@ def run_in_process(stage: str, argv: list[str]) -> int:
     logging.getLogger("torch.distributed.elastic.multiprocessing.api").addFilter(
         DropRecords("closing signal", "failed (exitcode")
     )
+    logging.getLogger("torch.distributed.elastic.agent.server.api").addFilter(DropRecords("death signal"))
     module, options = argv[2], argv[3:]
     try:
         if module == "torch.distributed.run":
