@@ -43,8 +43,7 @@ def arm() -> None:
     if dvc is False or os.getppid() != parent:  # DVC, or the parent, died meanwhile
         return stop()
     launched = launcher == str(parent)  # a rank of stages.launch (which runs torchrun in its own process)
-    names = {Path(arg.decode(errors="replace")).name for arg in cmdline(parent)}
-    if dvc is None and not launched and not LAUNCHERS & names:
+    if dvc is None and not launched and not LAUNCHERS & names(parent):
         return None  # started by hand or by a script
     try:
         import ctypes
@@ -56,7 +55,7 @@ def arm() -> None:
     if os.getppid() != parent:  # the parent died before the call: no signal will come
         return stop()
     if dvc is not None and dvc != parent:
-        watch(dvc)
+        watch(dvc, os.environ[DVC_PROCESS].partition(":")[2])  # the process dvc_above found, not a pid reuse
     return None
 
 
@@ -71,10 +70,10 @@ def dvc_above(parent: int) -> int | None | bool:
         return int(pid) if pid.isdigit() and start_time(int(pid)) == started else False
     pid = parent
     for _ in range(MOST_ANCESTORS):
-        names = {os.path.basename(arg) for arg in cmdline(pid)}
-        if pid <= 1 and b"dvc" not in names:
+        named_dvc = "dvc" in names(pid)
+        if pid <= 1 and not named_dvc:
             return False  # the line was handed to init: DVC is gone (unless DVC is a container's init)
-        if b"DVC_STAGE" not in environment(pid) or b"dvc" in names:
+        if b"DVC_STAGE" not in environment(pid) or named_dvc:
             started = start_time(pid)
             if not started:
                 return False
@@ -84,10 +83,10 @@ def dvc_above(parent: int) -> int | None | bool:
     return None
 
 
-def watch(pid: int) -> None:
-    """A thread that sends this process SIGTERM when `pid` ends: by its pidfd, or where pidfds are refused
-    (kernels before 5.3, some container sandboxes), by looking every second."""
-    started = start_time(pid)
+def watch(pid: int, started: str) -> None:
+    """A thread that sends this process SIGTERM when `pid`, which started at `started`, ends: by its
+    pidfd, or where pidfds are refused (kernels before 5.3, some container sandboxes), by looking every
+    second."""
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
@@ -114,10 +113,11 @@ def watch(pid: int) -> None:
     return None
 
 
-def alive(pid: int) -> bool:
+def alive(pid) -> bool:
+    """Whether a process of that pid exists (a pid as read from a file: anything not a number is not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
         return False
     except PermissionError:  # another user's: it exists
         pass
@@ -129,6 +129,11 @@ def cmdline(pid: int) -> list[bytes]:
         return [arg for arg in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if arg]
     except OSError:  # unreadable (pid 0 in a container), or gone
         return []
+
+
+def names(pid: int) -> set[str]:
+    """The file names of a process's command line: its program, script or module, and arguments."""
+    return {os.path.basename(arg.decode(errors="replace")) for arg in cmdline(pid)}
 
 
 def environment(pid: int) -> list[bytes]:

@@ -254,7 +254,7 @@ class Writer:
         if target is None:
             return ".tsv"
         path = Path(target)
-        if path.suffix.lower() not in (".csv", ".tsv", ".json", ".jsonl", ".parquet"):
+        if path.suffix.lower() not in INPUT_FORMATS:  # the same formats out as in
             formats = "csv, tsv, json, jsonl or parquet"
             raise InputError(f"--output {target}: unknown format {path.suffix!r}; use {formats}.")
         if path.is_dir() or not path.parent.is_dir():

@@ -14,7 +14,6 @@ others at the same step.
 
 import json
 import math
-import os
 import re
 import socket
 import subprocess
@@ -30,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from textclf.errors import InputError, first_few
+from textclf.lifeline import alive
 from textclf.params import FAMILIAR_NAMES, Params, did_you_mean
 
 STORE = Path(".tune")
@@ -127,16 +127,6 @@ def queue_status() -> dict[str, str]:
             if state in words and len(words) >= 2:
                 found[words[1]] = state
     return found
-
-
-def alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (TypeError, ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def queue_idle() -> bool:
