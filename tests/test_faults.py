@@ -129,14 +129,15 @@ def test_under_torchrun_a_bad_input_is_one_line_and_ctrl_c_no_traceback(prepared
     work = copy_work(prepared, tmp_path / "work")
     set_params(work, launcher="torchrun --nproc_per_node 2", epochs=40)
     (work / "data/tokenized").rename(work / "data/away")
-    out = subprocess.run(stage_cmd("train"), cwd=work, env=tool_env(), capture_output=True, text=True)
+    tmp = tmp_path / "tmp"  # torch's launcher logged into a torchelastic_* folder here, left behind
+    tmp.mkdir()
+    env = tool_env() | {"TMPDIR": str(tmp)}
+    out = subprocess.run(stage_cmd("train"), cwd=work, env=env, capture_output=True, text=True)
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert out.returncode == 1 and len(errors) == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
     assert "data/tokenized not found" in errors[0]
     (work / "data/away").rename(work / "data/tokenized")
-    proc = subprocess.Popen(
-        stage_cmd("train"), cwd=work, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    proc = subprocess.Popen(stage_cmd("train"), cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 180
     while not list((work / "data/checkpoints").glob("checkpoint-*/trainer_state.json")):
         assert proc.poll() is None and time.time() < deadline, "no checkpoint appeared"
@@ -145,6 +146,7 @@ def test_under_torchrun_a_bad_input_is_one_line_and_ctrl_c_no_traceback(prepared
     output = proc.communicate(timeout=300)[0].decode()
     assert proc.returncode == 130 and "Traceback" not in output and "death signal" not in output, output[-3000:]
     assert re.search(r"train: stopped at step \d+; checkpoint kept", output), output[-3000:]
+    assert not list(tmp.iterdir()), list(tmp.iterdir())
 
 
 INTERRUPTER = """

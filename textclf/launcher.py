@@ -96,6 +96,7 @@ def run_in_process(stage: str, argv: list[str]) -> int:
     import logging
     import signal
     import subprocess
+    import tempfile
 
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -106,6 +107,11 @@ def run_in_process(stage: str, argv: list[str]) -> int:
     )
     logging.getLogger("torch.distributed.elastic.agent.server.api").addFilter(DropRecords("death signal"))
     module, options = argv[2], argv[3:]
+    # torch's elastic agent logs into a fresh tempfile.mkdtemp("torchelastic_") per run and never removes
+    # it: give this process's tempfile a folder of its own, removed when the run ends (a --log-dir the
+    # user passes is theirs and kept).
+    scratch = tempfile.TemporaryDirectory(prefix="textclf-launch-")
+    tempfile.tempdir = scratch.name
     try:
         if module == "torch.distributed.run":
             from torch.distributed.run import parse_args, run
@@ -127,6 +133,9 @@ def run_in_process(stage: str, argv: list[str]) -> int:
         return exit_code(stage, rank, failure.exitcode)
     except subprocess.CalledProcessError as e:  # accelerate's single-process launcher
         return exit_code(stage, 0, e.returncode)
+    finally:
+        tempfile.tempdir = None
+        scratch.cleanup()
     return 0
 
 
