@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, set_seed
 
 from stages import require_inputs, run_stage
 from textclf.allocator import keep_freed_memory
-from textclf.checkpoints import fingerprint, prepare_checkpoints, remove_partial
+from textclf.checkpoints import fingerprint, how_to_resume, prepare_checkpoints, remove_partial
 from textclf.columns import label_ids
 from textclf.curves import curves, evaluation_seconds, write_progress
 from textclf.engines.base import Interrupt, Job, Outcome, best_metric_key
@@ -129,8 +129,7 @@ def main() -> None:
     report_frozen_cache(model, say)
     if out.interrupted:
         if state.is_main_process:
-            print(f"train: stopped at step {out.global_step}; checkpoint kept in {CHECKPOINTS}.", flush=True)
-            print("train: run `dvc repro` (or `dvc exp run`) again to resume.", flush=True)
+            print(f"train: stopped at step {out.global_step}; {how_to_resume(CHECKPOINTS)}", flush=True)
         sys.exit(130)
     if out.is_main:
         ensure_unchanged("train")

@@ -206,6 +206,21 @@ def test_ctrl_c_in_an_epochs_last_step_keeps_its_evaluation(prepared, tmp_path, 
     assert weights[0] == weights[1]
 
 
+def test_an_interrupted_temporary_experiment_does_not_promise_a_resume(tmp_path, tiny_model):
+    """`dvc exp run --temp` (and every queued run) trains in a copy of the repository under
+    .dvc/tmp/exps that DVC removes when the run fails, checkpoint included; the stage said "checkpoint
+    kept ... run `dvc exp run` again to resume", and a rerun started over."""
+    data = write_mrpc(tmp_path / "mrpc", n_train=64)
+    repo = make_repo(tmp_path / "repo", {"dataset": str(data), "model": str(tiny_model), **TINY_TRAIN, "epochs": 4})
+    env = hooked_env(tmp_path, INTERRUPTER) | {"TEST_INTERRUPT_AT_STEP": "5"}
+    out = subprocess.run(["dvc", "exp", "run", "--temp"], cwd=repo, env=env, capture_output=True, text=True)
+    output = out.stdout + out.stderr
+    assert out.returncode != 0 and "train: stopped at step" in output, output[-3000:]
+    assert "queue it again to start over" in output and "again to resume" not in output, output[-3000:]
+    left = [p for p in (repo / ".dvc/tmp/exps").glob("tmp*") if p.is_dir()]
+    assert left == [], left  # the workspace, and the checkpoint in it, are gone as the message says
+
+
 def stage_processes(work: Path) -> list[int]:
     """The pids of the train stage's processes running in `work` (a launcher's ranks included)."""
     found = []

@@ -3,6 +3,7 @@ checkpoint in it. The engines write the checkpoints; this decides whether the ne
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -100,3 +101,14 @@ def prepare_checkpoints(folder: Path, run_id: str, is_main: bool) -> Path | None
 def newest_complete(folder: Path) -> Path | None:
     done = [d for d in [*folder.glob("checkpoint-[0-9]*"), *folder.glob("step-[0-9]*")] if is_complete(d)]
     return max(done, key=lambda d: int(d.name.rsplit("-", 1)[1]), default=None)
+
+
+def how_to_resume(folder: Path) -> str:
+    """Where an interrupted run's checkpoint is and what resumes it. A queued experiment (`dvc exp run
+    --queue`, `--temp`) runs in a temporary copy of the repository under .dvc/tmp/exps, which DVC
+    removes when the run ends, checkpoint included: running it again starts over."""
+    root = os.environ.get("DVC_ROOT")
+    temporary = Path(root).resolve() / ".dvc" / "tmp" / "exps" if root else None
+    if temporary is not None and temporary in Path.cwd().resolve().parents:
+        return "its checkpoint goes with DVC's temporary workspace of this experiment: queue it again to start over."
+    return f"checkpoint kept in {folder}.\ntrain: run `dvc repro` (or `dvc exp run`) again to resume."
