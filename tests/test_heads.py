@@ -1,14 +1,19 @@
 """pooling: mean: the head reads the mean of the token vectors, and the saved model reloads with it."""
 
+import inspect
+import json
+import subprocess
+import sys
+
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModel, AutoModelForSequenceClassification
 
-from tests.conftest import build_tiny_model
+from tests.conftest import TINY_TRAIN, build_tiny_model, make_repo, run, write_mrpc
 from tests.test_params import defaults
 from textclf.errors import InputError
 from textclf.heads import MeanPooledBertForSequenceClassification, classifier_class
-from textclf.model import load_model
+from textclf.model import encoder_layers, load_model
 from textclf.params import parse_params
 
 
@@ -45,6 +50,104 @@ def test_saved_model_reloads_with_its_head(mean_model, tmp_path):
 
 
 def test_mean_pooling_is_refused_for_other_architectures():
-    assert classifier_class("cls", "distilbert") is AutoModelForSequenceClassification
-    with pytest.raises(InputError, match="pooling: mean is built for BERT-style encoders"):
-        classifier_class("mean", "distilbert")
+    assert classifier_class("cls", "gpt2") is AutoModelForSequenceClassification
+    with pytest.raises(InputError, match="pooling: mean is built for these encoders: bert, roberta"):
+        classifier_class("mean", "gpt2")
+
+
+SMALL = {"num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 130}
+FAMILIES = {  # model_type: its config's size settings for a tiny random model
+    "bert": {"hidden_size": 32, **SMALL},
+    "roberta": {"hidden_size": 32, **SMALL, "pad_token_id": 0},
+    "distilbert": {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64, "max_position_embeddings": 130},
+    "mpnet": {"hidden_size": 32, **SMALL, "pad_token_id": 0},
+    "electra": {"hidden_size": 32, "embedding_size": 32, **SMALL},
+    "deberta-v2": {"hidden_size": 32, **SMALL},
+    "modernbert": {
+        "hidden_size": 32, **SMALL, "pad_token_id": 0, "bos_token_id": 101, "eos_token_id": 102, "cls_token_id": 101,
+        "sep_token_id": 102,
+    },
+}  # fmt: skip
+
+
+def build_family_model(folder, model_type: str):
+    """A tiny random checkpoint of this encoder family, saved as its base model, with the default model's
+    (BERT) tokenizer: its ids fit the vocabulary, which is all these tests ask of it."""
+    from transformers import CONFIG_MAPPING, MODEL_MAPPING, AutoTokenizer
+
+    from textclf.pretrained import model_source
+
+    tokenizer = AutoTokenizer.from_pretrained(model_source("sentence-transformers/all-MiniLM-L6-v2"))
+    config = CONFIG_MAPPING[model_type](vocab_size=tokenizer.vocab_size, **FAMILIES[model_type])
+    torch.manual_seed(0)
+    encoder = MODEL_MAPPING[type(config)](config)
+    encoder.save_pretrained(folder)
+    if "token_type_ids" not in inspect.signature(encoder.forward).parameters:
+        tokenizer.model_input_names = ["input_ids", "attention_mask"]  # as the family's own tokenizers
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("model_type", list(FAMILIES))
+def test_the_mean_head_on_each_encoder_family_pools_freezes_and_reloads(tmp_path, model_type):
+    """all-mpnet-base-v2, the most used sentence-embedding checkpoint, is an MPNet: `pooling: mean` (the
+    default) refused it and every family but BERT. Now each family gets the head on its own base model,
+    with its pretrained weights, its bottom layers frozen, and a model_type that reloads it."""
+    checkpoint = build_family_model(tmp_path / model_type, model_type)
+    p = parse_params(defaults() | {"pooling": "mean", "freeze_layers": 1})
+    torch.manual_seed(0)
+    model = load_model(p, ["neg", "pos"], pretrained=checkpoint).eval()
+    assert model.config.model_type == f"textclf_{model_type}"
+    encoder = getattr(model, model.base_model_prefix)
+    base = AutoModel.from_pretrained(checkpoint).eval()  # the pretrained encoder: its weights were loaded
+    inputs = batch()
+    plain = {k: v for k, v in inputs.items() if k != "token_type_ids" or model.takes_token_types}
+    with torch.no_grad():
+        hidden = encoder(**plain).last_hidden_state
+        assert torch.allclose(hidden, base(**plain).last_hidden_state, atol=1e-5)
+        expected = torch.stack([hidden[0, :4].mean(0), hidden[1].mean(0)])  # row 0: 4 tokens, 2 padding
+        logits = model(**inputs).logits
+        assert torch.allclose(logits, model.classifier(expected), atol=1e-5)
+    layers = encoder_layers(encoder)
+    assert not any(w.requires_grad for w in layers[0].parameters())
+    assert all(w.requires_grad for w in layers[1].parameters())
+    model.save_pretrained(tmp_path / "trained")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "trained").eval()
+    assert type(reloaded) is type(model) and reloaded.config.id2label == {0: "neg", 1: "pos"}
+    with torch.no_grad():
+        assert torch.allclose(reloaded(**inputs).logits, logits, atol=1e-5)
+
+
+def test_a_mean_pooled_model_of_another_family_reloads_in_a_fresh_process(tmp_path):
+    """The families' classes are built when first needed; `import textclf.heads` alone must make the
+    saved model loadable, as the model card tells users."""
+    checkpoint = build_family_model(tmp_path / "mpnet", "mpnet")
+    p = parse_params(defaults() | {"pooling": "mean", "freeze_layers": 0})
+    load_model(p, ["neg", "pos"], pretrained=checkpoint).save_pretrained(tmp_path / "trained")
+    code = (
+        "import sys, textclf.heads\n"
+        "from transformers import AutoModelForSequenceClassification as A\n"
+        "print(type(A.from_pretrained(sys.argv[1])).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "trained")], capture_output=True, text=True)
+    assert out.stdout.strip() == "MeanPooledMPNetForSequenceClassification", out.stderr[-2000:]
+
+
+def test_a_pipeline_on_an_mpnet_trains_evaluates_predicts_and_exports(tmp_path):
+    """The whole pipeline, by DVC, on a (tiny, random) MPNet with the default `pooling: mean`: no token
+    types, no frozen-layer cache (BERT's only), then predict with the saved model and its ONNX export."""
+    checkpoint = build_family_model(tmp_path / "mpnet", "mpnet")
+    data = write_mrpc(tmp_path / "mrpc", n_train=64)
+    repo = make_repo(tmp_path / "repo", {"dataset": str(data), "model": str(checkpoint), **TINY_TRAIN})
+    out = run(["dvc", "repro"], repo)
+    assert "frozen-layer cache" not in out.stdout + out.stderr
+    assert json.loads((repo / "data/model/config.json").read_text())["model_type"] == "textclf_mpnet"
+    assert 0 <= json.loads((repo / "metrics/eval.json").read_text())["f1"] <= 1
+    pairs = tmp_path / "new.tsv"
+    pairs.write_text("sentence1\tsentence2\nA cat sat.\tA cat was sitting.\nIt rained.\tStocks rose.\n")
+    cli = [sys.executable, "-m", "textclf.cli"]
+    torch_rows = run([*cli, "predict", str(pairs)], repo).stdout
+    assert len(torch_rows.splitlines()) == 3, torch_rows
+    run([*cli, "export", "--output", str(tmp_path / "onnx")], repo)
+    onnx_rows = run([*cli, "predict", str(pairs), "--model", str(tmp_path / "onnx"), "--backend", "onnx"], repo).stdout
+    assert [r.split("\t")[:2] for r in onnx_rows.splitlines()] == [r.split("\t")[:2] for r in torch_rows.splitlines()]

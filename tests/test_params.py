@@ -165,6 +165,22 @@ def test_lora_settings_that_adapt_something_else_are_refused_before_work(tiny_mo
     check_model(parse_params(defaults() | {"model": str(tiny_model), "freeze_layers": 2}))  # without peft: head only
 
 
+def test_mean_pooling_on_an_encoder_it_has_no_head_for_is_refused_before_work(tmp_path):
+    """A local decoder checkpoint with the default pooling: mean was refused only when the train stage
+    loaded it, after download and tokenize; now the first stage refuses it, naming the way out."""
+    from textclf.errors import InputError
+    from textclf.preflight import check_model
+
+    folder = tmp_path / "gpt2"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "gpt2", "n_layer": 2}')
+    with pytest.raises(InputError, match="pooling: mean is built for these encoders: bert, .*'gpt2'. Set pooling: cls"):
+        check_model(parse_params(defaults() | {"model": str(folder), "pooling": "mean"}))
+    check_model(parse_params(defaults() | {"model": str(folder), "pooling": "cls"}))
+    (folder / "config.json").write_text('{"model_type": "mpnet", "num_hidden_layers": 2}')
+    check_model(parse_params(defaults() | {"model": str(folder), "pooling": "mean"}))
+
+
 def test_lora_targets_are_checked_on_a_hub_model_too_and_a_pointer_file_is_no_crash(tiny_model, tmp_path):
     """preflight reads a local checkpoint's safetensors header; a Hub model is checked once loaded. A Git
     LFS pointer where the weights should be (a clone without git-lfs) is left to the later stages."""

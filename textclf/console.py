@@ -32,9 +32,9 @@ def quiet_libraries() -> None:
         # resumes only a checkpoint made with the same params (textclf.checkpoints), so it is never news.
         logging.getLogger("transformers.trainer_utils").addFilter(DropRecords("do not match the ones in the"))
         # peft reloads the base config at every save with the mean-pooled head's class (textclf.heads):
-        # a bert config read as textclf_bert, which is the design.
+        # a bert config read as textclf_bert (mpnet as textclf_mpnet, ...), which is the design.
         logging.getLogger("transformers.configuration_utils").addFilter(
-            DropRecords("to instantiate a model of type `textclf_bert`")
+            DropRecords("to instantiate a model of type `textclf_")
         )
     if "huggingface_hub" in sys.modules:
         from huggingface_hub.utils import disable_progress_bars

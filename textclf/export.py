@@ -139,7 +139,12 @@ def export_onnx(model: torch.nn.Module, tokenizer, path: Path) -> list[str]:
             Logits(model), tuple(sample[n] for n in names), str(path), input_names=names,
             output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False,
         )  # fmt: skip
-    return names
+    import onnx
+
+    # The graph keeps only the inputs the model reads: a tokenizer's token types, which an MPNet or
+    # DistilBERT ignores, are not among them.
+    kept = {i.name for i in onnx.load(str(path), load_external_data=False).graph.input}
+    return [n for n in names if n in kept]
 
 
 def quantize(src: Path, dst: Path) -> None:

@@ -142,8 +142,8 @@ def attach(model: torch.nn.Module, gib: float) -> bool:
     mean-pooled head, dropout 0, frozen embeddings and at least one frozen layer. False (and nothing
     changed) else."""
     base = base_of(model)
-    if not gib or not hasattr(base, "frozen_bottom"):
-        return False
+    if not gib or not hasattr(base, "frozen_bottom") or base.config.model_type != "textclf_bert":
+        return False  # the cache runs BERT's own embeddings and layers
     layers = frozen_layers(base.bert)
     if not layers:
         return False

@@ -1,45 +1,47 @@
-"""A classification head on the mean of the token vectors, for BERT-style encoders (`pooling: mean`).
+"""A classification head on the mean of the token vectors, for encoders (`pooling: mean`).
 
-AutoModelForSequenceClassification puts its head on BERT's pooler: a dense layer over the [CLS]
-vector. Sentence-embedding checkpoints such as all-MiniLM-L6-v2 were trained with mean pooling and
-their pooler never was (its bias is exactly 0). This head reads the mean of the last layer's token
-vectors instead (padding excluded), the representation the checkpoint was trained to produce.
+AutoModelForSequenceClassification puts its head on the [CLS] vector (BERT: through its pooler, a
+dense layer). Sentence-embedding checkpoints such as all-MiniLM-L6-v2 or all-mpnet-base-v2 were
+trained with mean pooling and their pooler never was (its bias is exactly 0). This head reads the mean
+of the last layer's token vectors instead (padding excluded), the representation such a checkpoint was
+trained to produce.
 
-The model saves with its own `model_type` (textclf_bert), registered with transformers' Auto classes
-when this module is imported: `import textclf.heads` and then AutoModelForSequenceClassification
-.from_pretrained(folder) loads it, head included. Without that import transformers refuses the
-folder with an unknown model type, rather than loading it with the wrong head.
+One class per encoder family (params.MEAN_POOLED_BASES: BERT, RoBERTa, DistilBERT, MPNet, ...), built
+on that family's own base model, saved with a model_type of its own (textclf_bert, textclf_mpnet, ...).
+Those types are registered with transformers' Auto classes when this module is imported: `import
+textclf.heads` and then AutoModelForSequenceClassification.from_pretrained(folder) loads it, head
+included. Without that import transformers refuses the folder with an unknown model type, rather than
+loading it with the wrong head.
 """
+
+import functools
+import inspect
 
 import torch
 from torch import nn
-from transformers import (
-    AutoConfig,
-    AutoModelForSequenceClassification,
-    BertConfig,
-    BertModel,
-    BertPreTrainedModel,
-)
+from transformers import CONFIG_MAPPING, MODEL_MAPPING, AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from textclf.errors import InputError
+from textclf.params import MEAN_POOLED_BASES, check_pooling
 
-MEAN_POOLED_TYPES = {"bert": "textclf_bert"}  # base model_type -> the mean-pooled model's
-
-
-class MeanPooledBertConfig(BertConfig):
-    model_type = "textclf_bert"
+PREFIX = "textclf_"  # a mean-pooled model's model_type: this + its encoder's
 
 
-class MeanPooledBertForSequenceClassification(BertPreTrainedModel):
-    config_class = MeanPooledBertConfig
+class MeanPooled:
+    """The head, mixed into a class of the encoder's family (see mean_pooled_class)."""
 
-    def __init__(self, config: BertConfig) -> None:
+    encoder_class: type  # the family's base model (BertModel, MPNetModel, ...)
+    takes_token_types: bool
+
+    def __init__(self, config) -> None:
         super().__init__(config)
         self.num_labels = config.num_labels
-        self.bert = BertModel(config, add_pooling_layer=False)
-        rate = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(rate)
+        no_pooler = {"add_pooling_layer": False}
+        if "add_pooling_layer" not in inspect.signature(self.encoder_class.__init__).parameters:
+            no_pooler = {}  # a family without a pooler (DistilBERT, ModernBERT, ...)
+        # Named as the family names its base model (bert, roberta, mpnet, ...): the checkpoint's weights load.
+        setattr(self, self.base_model_prefix, self.encoder_class(config, **no_pooler))
+        self.dropout = nn.Dropout(head_dropout(config))
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.frozen_bottom = None  # set for training by textclf.frozen.attach: the frozen layers, cached
         self.post_init()
@@ -64,25 +66,74 @@ class MeanPooledBertForSequenceClassification(BertPreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
     def encode(self, input_ids, attention_mask, token_type_ids) -> torch.Tensor:
-        return self.bert(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+        encoder = getattr(self, self.base_model_prefix)
+        types = {"token_type_ids": token_type_ids} if self.takes_token_types and token_type_ids is not None else {}
+        return encoder(input_ids, attention_mask=attention_mask, **types).last_hidden_state
+
+
+def head_dropout(config) -> float:
+    """The dropout before the classifier, as the family's own classifier head takes it."""
+    for name in ("classifier_dropout", "seq_classif_dropout", "hidden_dropout_prob", "dropout", "hidden_dropout"):
+        rate = getattr(config, name, None)
+        if isinstance(rate, float | int):
+            return float(rate)
+    return 0.0
+
+
+@functools.cache
+def mean_pooled_config(base: str) -> type:
+    """The config class of the mean-pooled model on encoder family `base` (its own config, renamed)."""
+    config = CONFIG_MAPPING[base]
+    return type(f"MeanPooled{config.__name__}", (config,), {"model_type": PREFIX + base})
+
+
+@functools.cache
+def mean_pooled_class(base: str) -> type:
+    """The mean-pooled classifier on encoder family `base` (bert -> MeanPooledBertForSequenceClassification)."""
+    config = mean_pooled_config(base)
+    encoder = MODEL_MAPPING[CONFIG_MAPPING[base]]
+    family = next(c for c in encoder.__mro__[1:] if issubclass(c, PreTrainedModel) and c is not PreTrainedModel)
+    name = f"MeanPooled{encoder.__name__.removesuffix('Model')}ForSequenceClassification"
+    takes_types = "token_type_ids" in inspect.signature(encoder.forward).parameters
+    attrs = {"config_class": config, "encoder_class": encoder, "takes_token_types": takes_types, "__module__": __name__}
+    return type(name, (MeanPooled, family), attrs)
+
+
+def lazy_class(base: str) -> type:
+    """What AutoModelForSequenceClassification holds for a mean-pooled type until a model of it is
+    loaded: building the class imports the family's modelling code, which `import textclf.heads`
+    should not pay for every family."""
+
+    class Lazy:
+        config_class = mean_pooled_config(base)
+
+        @classmethod
+        def from_pretrained(cls, *args, **kwargs):
+            return mean_pooled_class(base).from_pretrained(*args, **kwargs)
+
+        @classmethod
+        def _from_config(cls, *args, **kwargs):
+            return mean_pooled_class(base)._from_config(*args, **kwargs)
+
+    return Lazy
 
 
 def register() -> None:
-    """Make the Auto classes know the textclf_bert model type (done once, at import; calling this only
+    """Make the Auto classes know the textclf_* model types (done once, at import; calling this only
     documents why a module imports heads)."""
 
 
-AutoConfig.register(MeanPooledBertConfig.model_type, MeanPooledBertConfig)
-AutoModelForSequenceClassification.register(MeanPooledBertConfig, MeanPooledBertForSequenceClassification)
+for _base in MEAN_POOLED_BASES:
+    AutoConfig.register(PREFIX + _base, mean_pooled_config(_base))
+    AutoModelForSequenceClassification.register(mean_pooled_config(_base), lazy_class(_base))
+
+MeanPooledBertConfig = mean_pooled_config("bert")
+MeanPooledBertForSequenceClassification = mean_pooled_class("bert")
 
 
 def classifier_class(pooling: str, model_type: str):
     """The class that builds a classifier with this pooling on a checkpoint of this model_type."""
-    if pooling == "cls":
-        return AutoModelForSequenceClassification
-    if model_type in MEAN_POOLED_TYPES or model_type == MeanPooledBertConfig.model_type:
-        return MeanPooledBertForSequenceClassification
-    raise InputError(
-        f"pooling: mean is built for BERT-style encoders; this checkpoint is a {model_type!r}. "
-        "Set pooling: cls, or use a BERT-style checkpoint."
-    )
+    check_pooling(pooling, model_type)
+    if pooling == "mean":
+        return mean_pooled_class(model_type.removeprefix(PREFIX))
+    return AutoModelForSequenceClassification

@@ -92,7 +92,7 @@ def with_lora(model: torch.nn.Module, p: Params) -> torch.nn.Module:
         from peft import LoraConfig, TaskType, get_peft_model
     except ImportError:
         raise InputError("peft: lora needs the peft package: pip install -e '.[lora]'") from None
-    layers = len(getattr(getattr(model.base_model, "encoder", None), "layer", []))
+    layers = len(encoder_layers(model.base_model) or [])
     if layers and p.freeze_layers >= layers:  # a Hub model (preflight checks a local one)
         raise lora_layers_refused(p.freeze_layers, layers)
     modules = dict(model.named_modules())  # a Hub model's names (preflight checks a local one's)
@@ -154,17 +154,30 @@ def save_adapter(model: torch.nn.Module, folder: Path, base: str) -> None:
     (folder / "README.md").write_text(ADAPTER_README.format(base=base))
 
 
+def encoder_layers(base_model: torch.nn.Module) -> torch.nn.ModuleList | None:
+    """The encoder's stack of layers, bottom first (BERT, RoBERTa, MPNet: encoder.layer; DistilBERT:
+    transformer.layer; ModernBERT, Llama: layers; GPT-2: h); None for an architecture that keeps them
+    elsewhere."""
+    for path in ("encoder.layer", "transformer.layer", "layers", "h"):
+        found = base_model
+        for name in path.split("."):
+            found = getattr(found, name, None)
+        if isinstance(found, torch.nn.ModuleList):
+            return found
+    return None
+
+
 def freeze_bottom_layers(model: torch.nn.Module, n: int, freeze_embeddings: bool) -> None:
     """Freeze the n lowest encoder layers. With the embeddings frozen too, nothing below layer n needs
     a gradient, so the backward pass stops there: the saving grows with n."""
-    layers = getattr(getattr(model.base_model, "encoder", None), "layer", None)
+    layers = encoder_layers(model.base_model)
     if layers is None:
-        raise InputError(f"freeze_layers: {type(model).__name__} has no base_model.encoder.layer; set it to 0.")
+        raise InputError(f"freeze_layers: {type(model).__name__} has no list of encoder layers found; set it to 0.")
     if n > len(layers):
         raise freeze_layers_refused(n, len(layers))
     for layer in layers[:n]:
         layer.requires_grad_(False)
-    if freeze_embeddings:
+    if freeze_embeddings and hasattr(model.base_model, "embeddings"):
         model.base_model.embeddings.requires_grad_(False)  # positions and token types too
 
 
@@ -187,7 +200,7 @@ def param_groups(model: torch.nn.Module, p: Params) -> list[dict]:
             {"params": [w for n, w in named if n not in decay], "weight_decay": 0.0},
         ]
     prefix = getattr(inner, "base_model_prefix", "")
-    layers = len(getattr(getattr(inner.base_model, "encoder", None), "layer", []))
+    layers = len(encoder_layers(inner.base_model) or [])
     groups: dict[tuple[float, float], list] = {}
     for name, weight in named:
         scale = lr_scale(name, prefix, layers, p.head_lr_scale, p.layer_lr_decay)
@@ -198,7 +211,7 @@ def param_groups(model: torch.nn.Module, p: Params) -> list[dict]:
 def lr_scale(name: str, prefix: str, layers: int, head: float, decay: float) -> float:
     if not name.startswith(f"{prefix}.") or ".pooler." in name:
         return head
-    found = re.search(r"\.layer\.(\d+)\.", name)
+    found = re.search(r"\.layers?\.(\d+)\.", name)
     if found:
         return decay ** (layers - 1 - int(found.group(1)))
     return decay**layers  # embeddings

@@ -33,6 +33,12 @@ ENGINES = ("trainer", "accelerate")
 BEST_METRICS = ("f1", "accuracy", "loss")
 CLASS_WEIGHTS = ("none", "balanced")
 POOLINGS = ("cls", "mean")
+# The encoders (config model_type) `pooling: mean` builds its head on (textclf.heads): each returns the
+# token vectors of its last layer, and transformers has a base model class for it.
+MEAN_POOLED_BASES = (
+    "bert", "roberta", "xlm-roberta", "camembert", "distilbert", "mpnet", "electra", "deberta", "deberta-v2",
+    "albert", "modernbert",
+)  # fmt: skip
 PEFTS = ("none", "lora")
 REPORTERS = ("none", "dvclive", "mlflow", "tensorboard", "wandb", "comet_ml", "clearml", "neptune", "trackio")
 
@@ -321,6 +327,19 @@ def max_length_refused(max_length: int, limit: int) -> ParamsError:
     tokenize stage for one from the Hub)."""
     return refused(
         f"max_length: {max_length} exceeds this model's limit of {limit} tokens; lower it.", "max_length", max_length
+    )
+
+
+def check_pooling(pooling: str, model_type: str) -> None:
+    """pooling: mean needs an encoder family textclf.heads builds the mean-pooled head on (checked before
+    work for a local model, and again by the train stage)."""
+    if pooling != "mean" or model_type.removeprefix("textclf_") in MEAN_POOLED_BASES:
+        return
+    raise refused(
+        f"pooling: mean is built for these encoders: {', '.join(MEAN_POOLED_BASES)}; this checkpoint is a "
+        f"{model_type!r}. Set pooling: cls (the head transformers builds for it), or use one of those.",
+        "pooling",
+        "mean",
     )
 
 

@@ -13,7 +13,14 @@ from pathlib import Path
 
 from textclf.errors import InputError
 from textclf.files import read_json
-from textclf.params import Params, check_lora_targets, freeze_layers_refused, lora_layers_refused, max_length_refused
+from textclf.params import (
+    Params,
+    check_lora_targets,
+    check_pooling,
+    freeze_layers_refused,
+    lora_layers_refused,
+    max_length_refused,
+)
 from textclf.pretrained import local_model, safetensors_files
 from textclf.sources import (
     find_split_files,
@@ -65,6 +72,7 @@ def check_model(p: Params) -> None:
     if not config_file.exists():
         raise InputError(f"model folder {folder} has no config.json: it is not a Hugging Face checkpoint.")
     config = read_json(config_file)
+    check_pooling(p.pooling, str(config.get("model_type")))
     layers = config.get("num_hidden_layers") or config.get("n_layers")
     if layers is not None and p.freeze_layers > layers:
         raise freeze_layers_refused(p.freeze_layers, layers)
