@@ -5,6 +5,7 @@ stage starts: bad input ends in one `error: ...` line and exit code 1, not a tra
 """
 
 import gc
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,18 @@ started_as_a_stage = sys.argv[:1] == ["-m"]
 gc_paused = started_as_a_stage and gc.isenabled()
 if gc_paused:
     gc.disable()
+
+
+def interrupted_while_starting(signum, frame) -> None:
+    """Ctrl-C while a stage imports its libraries (seconds): nothing is written yet, so one line, not the
+    traceback of whatever import it landed in (one per process under torchrun)."""
+    if not a_later_rank():
+        print(f"\n{stage_name()}: interrupted while starting; nothing was written", file=sys.stderr)
+    sys.exit(130)
+
+
+if started_as_a_stage and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, interrupted_while_starting)  # run_stage puts Python's own back
 
 
 RANK_LINE_DELAY_S = 5.0
@@ -36,6 +49,8 @@ def run_stage(main: Callable[[], None]) -> None:
     from textclf.errors import InputError
 
     global gc_paused
+    if signal.getsignal(signal.SIGINT) is interrupted_while_starting:  # started: Ctrl-C is KeyboardInterrupt
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if gc_paused:  # the imports are done: resume collecting
         gc.freeze()
         gc.enable()
@@ -48,16 +63,14 @@ def run_stage(main: Callable[[], None]) -> None:
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C outside training's own handling (which saves a checkpoint)
-        stage = sys.argv[1] if Path(sys.argv[0]).stem == "launch" and sys.argv[1:] else Path(sys.argv[0]).stem
         if not a_later_rank():  # the first process's line is enough
-            print(f"\n{stage}: interrupted; no half-written output is left: run it again", file=sys.stderr)
+            print(f"\n{stage_name()}: interrupted; no half-written output is left: run it again", file=sys.stderr)
         sys.exit(130)
     except InputError as e:
         if a_later_rank():
             # Every rank checks the same params and data, so the first process fails too, and its launcher
             # then ends this one (by SIGTERM: no handler of training's may keep it): held back a moment,
             # the line shows once, not once per process.
-            import signal
             import time
 
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -78,6 +91,12 @@ def run_stage(main: Callable[[], None]) -> None:
         # filename2 is the destination where there are two (shutil.copyfile names its source first).
         target = e.filename2 or e.filename or "an output"
         sys.exit(f"error: cannot write {target}: {e.strerror}; {fixes[e.errno]}.")
+
+
+def stage_name() -> str:
+    """This stage's name (train, ...; the stage a `stages.launch` starts)."""
+    name = sys.argv[1] if Path(sys.argv[0]).stem == "launch" and sys.argv[1:] else Path(sys.argv[0]).stem
+    return "stage" if name == "-m" else name  # argv[0] is "-m" until python -m has found the module
 
 
 def a_later_rank() -> bool:

@@ -149,6 +149,35 @@ def test_under_torchrun_a_bad_input_is_one_line_and_ctrl_c_no_traceback(prepared
     assert not list(tmp.iterdir()), list(tmp.iterdir())
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("launcher", ["python", "torchrun --nproc_per_node 2"])
+def test_ctrl_c_while_a_stage_starts_is_one_line_not_a_traceback(prepared, tmp_path, launcher):
+    """A Ctrl-C in the seconds a stage spends importing torch and transformers printed the traceback of
+    whichever import it landed in."""
+    work = copy_work(prepared, tmp_path / "work")
+    set_params(work, launcher=launcher)
+    env = tool_env()
+    proc = subprocess.Popen(stage_cmd("train"), cwd=work, env=env, stderr=subprocess.PIPE, text=True)
+    importing = [proc.pid] if launcher == "python" else []  # torchrun: its ranks, once started
+    deadline = time.time() + 90
+    while not importing or not all(b"libtorch" in maps(pid) for pid in importing):  # stages/__init__ ran first
+        assert proc.poll() is None and time.time() < deadline, "the stage did not start importing"
+        importing = importing or (found if len(found := stage_processes(work)) == 2 else [])
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)  # the terminal's Ctrl-C (torchrun's ranks are sessions of their own)
+    stderr = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    assert stderr.count("interrupted") <= 1, stderr[-3000:]
+    assert not (work / "data/trained").exists()
+
+
+def maps(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/maps").read_bytes()
+    except OSError:
+        return b""
+
+
 INTERRUPTER = """
 import os, signal
 import textclf.console
