@@ -151,3 +151,59 @@ def test_a_pipeline_on_an_mpnet_trains_evaluates_predicts_and_exports(tmp_path):
     run([*cli, "export", "--output", str(tmp_path / "onnx")], repo)
     onnx_rows = run([*cli, "predict", str(pairs), "--model", str(tmp_path / "onnx"), "--backend", "onnx"], repo).stdout
     assert [r.split("\t")[:2] for r in onnx_rows.splitlines()] == [r.split("\t")[:2] for r in torch_rows.splitlines()]
+
+
+def test_layer_lr_decay_follows_each_familys_own_stack(tmp_path):
+    """layer_lr_decay read a layer's index from `.layer.N.` names: GPT-2's blocks (h.N) all got the
+    embeddings' lr, and ModernBERT's final norm, above its layers, got the embeddings' lr too."""
+    from transformers import CONFIG_MAPPING
+
+    from textclf.model import lr_scales
+
+    gpt2 = AutoModelForSequenceClassification.from_config(
+        CONFIG_MAPPING["gpt2"](n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=64, pad_token_id=0)
+    )
+    scales = lr_scales(gpt2, head=10.0, decay=0.5)
+    assert scales["transformer.h.1.attn.c_attn.weight"] == 1.0 and scales["transformer.h.0.attn.c_attn.weight"] == 0.5
+    assert scales["transformer.wte.weight"] == 0.25 and scales["transformer.ln_f.weight"] == 1.0
+    assert scales["score.weight"] == 10.0
+    p = parse_params(defaults() | {"pooling": "mean", "freeze_layers": 0})
+    modern = load_model(p, ["neg", "pos"], pretrained=build_family_model(tmp_path / "modernbert", "modernbert"))
+    scales = lr_scales(modern, head=10.0, decay=0.5)
+    assert scales["model.final_norm.weight"] == 1.0 and scales["model.embeddings.tok_embeddings.weight"] == 0.25
+    assert scales["model.layers.0.attn.Wqkv.weight"] == 0.5 and scales["classifier.weight"] == 10.0
+
+
+def test_a_trained_mean_model_continues_with_the_head_asked_for_and_pickles(tmp_path):
+    """`model` set to a folder this pipeline trained (textclf_mpnet) with pooling: cls trained the mean
+    head again; each family's classes could not be pickled (torch.save of a model, its config)."""
+    import pickle
+
+    from textclf.errors import InputError
+
+    trained = tmp_path / "trained"
+    mean = parse_params(defaults() | {"pooling": "mean", "freeze_layers": 0})
+    model = load_model(mean, ["neg", "pos"], pretrained=build_family_model(tmp_path / "mpnet", "mpnet"))
+    model.save_pretrained(trained)
+    again = pickle.loads(pickle.dumps(model))
+    assert type(again) is type(model) and type(again.config) is type(model.config)
+    cls_head = parse_params(defaults() | {"pooling": "cls", "freeze_layers": 1})
+    cls = load_model(cls_head, ["neg", "pos"], pretrained=trained)
+    assert type(cls).__name__ == "MPNetForSequenceClassification" and cls.config.model_type == "mpnet"
+    checkpointing = parse_params(defaults() | {"pooling": "mean", "gradient_checkpointing": True})
+    with pytest.raises(InputError, match="gradient_checkpointing: textclf_mpnet models do not support it"):
+        load_model(checkpointing, ["neg", "pos"], pretrained=trained)
+
+
+def test_export_leaves_the_model_in_evaluation_mode(tmp_path):
+    """torch.onnx.export put the model back in the mode of the wrapper it was given (training): with
+    dropout above 0 the agreement check then ran PyTorch with dropout and refused a correct export."""
+    from transformers import AutoTokenizer
+
+    from textclf.export import export_onnx
+
+    checkpoint = build_family_model(tmp_path / "roberta", "roberta")
+    p = parse_params(defaults() | {"pooling": "mean", "freeze_layers": 0, "dropout": 0.1})
+    model = load_model(p, ["neg", "pos"], pretrained=checkpoint).eval()
+    export_onnx(model, AutoTokenizer.from_pretrained(checkpoint), tmp_path / "model.onnx")
+    assert not model.training

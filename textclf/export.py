@@ -136,7 +136,7 @@ def export_onnx(model: torch.nn.Module, tokenizer, path: Path) -> list[str]:
         # "negative indices give wrong results": the exported graph's agreement is measured instead.
         warnings.filterwarnings("ignore", message="Exporting aten::index operator", category=UserWarning)
         torch.onnx.export(
-            Logits(model), tuple(sample[n] for n in names), str(path), input_names=names,
+            Logits(model).eval(), tuple(sample[n] for n in names), str(path), input_names=names,
             output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False,
         )  # fmt: skip
     import onnx

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from transformers import CONFIG_MAPPING, MODEL_MAPPING, AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
 
 from textclf.params import MEAN_POOLED_BASES, check_pooling
 
@@ -84,25 +85,46 @@ def head_dropout(config) -> float:
 def mean_pooled_config(base: str) -> type:
     """The config class of the mean-pooled model on encoder family `base` (its own config, renamed)."""
     config = CONFIG_MAPPING[base]
-    return type(f"MeanPooled{config.__name__}", (config,), {"model_type": PREFIX + base})
+    return published(type(f"MeanPooled{config.__name__}", (config,), {"model_type": PREFIX + base}))
+
+
+def class_name(base: str) -> str:
+    """bert -> MeanPooledBertForSequenceClassification (from transformers' table of names: no import)."""
+    return f"MeanPooled{MODEL_MAPPING_NAMES[base].removesuffix('Model')}ForSequenceClassification"
 
 
 @functools.cache
 def mean_pooled_class(base: str) -> type:
-    """The mean-pooled classifier on encoder family `base` (bert -> MeanPooledBertForSequenceClassification)."""
-    config = mean_pooled_config(base)
+    """The mean-pooled classifier on encoder family `base`, built on the family's own base model."""
     encoder = MODEL_MAPPING[CONFIG_MAPPING[base]]
     family = next(c for c in encoder.__mro__[1:] if issubclass(c, PreTrainedModel) and c is not PreTrainedModel)
-    name = f"MeanPooled{encoder.__name__.removesuffix('Model')}ForSequenceClassification"
-    takes_types = "token_type_ids" in inspect.signature(encoder.forward).parameters
-    attrs = {"config_class": config, "encoder_class": encoder, "takes_token_types": takes_types, "__module__": __name__}
-    return type(name, (MeanPooled, family), attrs)
+    attrs = {
+        "config_class": mean_pooled_config(base),
+        "encoder_class": encoder,
+        "takes_token_types": "token_type_ids" in inspect.signature(encoder.forward).parameters,
+    }
+    return published(type(class_name(base), (MeanPooled, family), attrs))
+
+
+def published(cls: type) -> type:
+    """A built class, reachable as textclf.heads.<its name>, as pickle looks it up."""
+    cls.__module__ = __name__
+    globals()[cls.__name__] = cls
+    return cls
+
+
+def __getattr__(name: str) -> type:
+    """A family's classifier class not built yet (pickle asks for it by name): built now."""
+    for base in MEAN_POOLED_BASES:
+        if name == class_name(base):
+            return mean_pooled_class(base)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def lazy_class(base: str) -> type:
     """What AutoModelForSequenceClassification holds for a mean-pooled type until a model of it is
     loaded: building the class imports the family's modelling code, which `import textclf.heads`
-    should not pay for every family."""
+    should not pay for every family. It bears the class's name (pipeline() checks models by name)."""
 
     class Lazy:
         config_class = mean_pooled_config(base)
@@ -115,7 +137,15 @@ def lazy_class(base: str) -> type:
         def _from_config(cls, *args, **kwargs):
             return mean_pooled_class(base)._from_config(*args, **kwargs)
 
+    Lazy.__name__ = Lazy.__qualname__ = class_name(base)
     return Lazy
+
+
+def family_config(config) -> type | None:
+    """For a model this pipeline trained with the mean head (textclf_mpnet, ...): its family's own config
+    class, on which transformers builds the [CLS] head (pooling: cls). None for any other model."""
+    base = config.model_type.removeprefix(PREFIX)
+    return CONFIG_MAPPING[base] if config.model_type.startswith(PREFIX) and base in MEAN_POOLED_BASES else None
 
 
 def register() -> None:

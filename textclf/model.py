@@ -2,7 +2,6 @@
 its dropout rates, the layers left frozen, and the loss (with class weights when asked for)."""
 
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from textclf.console import describe_load, without_load_report
 from textclf.errors import InputError, first_few
 from textclf.frozen import attach as attach_frozen_cache
-from textclf.heads import classifier_class
+from textclf.heads import classifier_class, family_config
 from textclf.params import Params, check_lora_targets, freeze_layers_refused, lora_layers_refused
 from textclf.paths import PRETRAINED
 
@@ -50,9 +49,12 @@ def load_model(
         "id2label": dict(enumerate(label_names)),
         "label2id": {n: i for i, n in enumerate(label_names)},
     }
-    if builder is not AutoModelForSequenceClassification:  # the checkpoint's config, as the head's type
+    # The checkpoint's config, as the head's type: the mean-pooled family's, or for pooling: cls on a
+    # model this pipeline trained with the mean head (textclf_mpnet, ...), its family's own.
+    config_class = builder.config_class if builder is not AutoModelForSequenceClassification else family_config(config)
+    if config_class is not None:
         base = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "architectures")}
-        settings = {"config": builder.config_class(**(base | settings))}
+        settings = {"config": config_class(**(base | settings))}
     with without_load_report():
         model, info = builder.from_pretrained(
             pretrained,
@@ -73,6 +75,10 @@ def load_model(
         model.get_input_embeddings().weight.requires_grad_(False)
     if p.freeze_layers:
         freeze_bottom_layers(model, p.freeze_layers, freeze_embeddings=p.freeze_embeddings)
+    if p.gradient_checkpointing and not model.supports_gradient_checkpointing:
+        raise InputError(
+            f"gradient_checkpointing: {config.model_type} models do not support it in transformers; set it to false."
+        )
     if p.gradient_checkpointing:
         # Non-reentrant: it also works when the layers below carry no gradient (frozen embeddings).
         if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.24 renamed it
@@ -97,7 +103,9 @@ def with_lora(model: torch.nn.Module, p: Params) -> torch.nn.Module:
         raise lora_layers_refused(p.freeze_layers, layers)
     modules = dict(model.named_modules())  # a Hub model's names (preflight checks a local one's)
     check_lora_targets(p, set(modules), [n for n, m in modules.items() if isinstance(m, torch.nn.Linear)])
-    head = [name for name in ("classifier", "score", "pre_classifier", "pooler") if find_module(model, name)]
+    # The new head's modules (ModernBERT's cls head: head and classifier), trained in full.
+    new = ("classifier", "score", "pre_classifier", "pooler", "head")
+    head = [name for name in new if find_module(model, name)]
     config = LoraConfig(
         task_type=TaskType.SEQ_CLS,
         r=p.lora_r,
@@ -199,22 +207,31 @@ def param_groups(model: torch.nn.Module, p: Params) -> list[dict]:
             {"params": [w for n, w in named if n in decay], "weight_decay": p.weight_decay},
             {"params": [w for n, w in named if n not in decay], "weight_decay": 0.0},
         ]
-    prefix = getattr(inner, "base_model_prefix", "")
-    layers = len(encoder_layers(inner.base_model) or [])
+    scales = lr_scales(inner, p.head_lr_scale, p.layer_lr_decay)
     groups: dict[tuple[float, float], list] = {}
     for name, weight in named:
-        scale = lr_scale(name, prefix, layers, p.head_lr_scale, p.layer_lr_decay)
-        groups.setdefault((scale, p.weight_decay if name in decay else 0.0), []).append(weight)
+        groups.setdefault((scales[name], p.weight_decay if name in decay else 0.0), []).append(weight)
     return [{"params": ws, "lr": p.lr * s, "weight_decay": wd} for (s, wd), ws in groups.items()]
 
 
-def lr_scale(name: str, prefix: str, layers: int, head: float, decay: float) -> float:
-    if not name.startswith(f"{prefix}.") or ".pooler." in name:
-        return head
-    found = re.search(r"\.layers?\.(\d+)\.", name)
-    if found:
-        return decay ** (layers - 1 - int(found.group(1)))
-    return decay**layers  # embeddings
+def lr_scales(model: torch.nn.Module, head: float, decay: float) -> dict[str, float]:
+    """Each weight's lr multiplier: the new head (outside the base model, or BERT's pooler) `head`; layer
+    i of the encoder's n `decay`^(n-1-i); what the base model holds below its layers (the embeddings)
+    `decay`^n, and above them (a final norm, ModernBERT's) as its top layer. Below and above are told
+    apart by the order the model registers its weights in, which is the order its forward runs them."""
+    prefix = getattr(model, "base_model_prefix", "")
+    stack = encoder_layers(model.base_model) or []
+    layer_of = {id(w): i for i, layer in enumerate(stack) for w in layer.parameters()}
+    scales, above = {}, False
+    for name, weight in model.named_parameters():
+        if not name.startswith(f"{prefix}.") or ".pooler." in name:
+            scales[name] = head
+        elif id(weight) in layer_of:
+            scales[name] = decay ** (len(stack) - 1 - layer_of[id(weight)])
+            above = True
+        else:
+            scales[name] = 1.0 if above else decay ** len(stack)
+    return scales
 
 
 def class_weights(mode: str, label_ids: np.ndarray, names: list[str], cut: bool = False) -> torch.Tensor | None:

@@ -35,9 +35,10 @@ CLASS_WEIGHTS = ("none", "balanced")
 POOLINGS = ("cls", "mean")
 # The encoders (config model_type) `pooling: mean` builds its head on (textclf.heads): each returns the
 # token vectors of its last layer, and transformers has a base model class for it.
+# (ALBERT is not: its layers share one set of weights, so there are no bottom layers to freeze.)
 MEAN_POOLED_BASES = (
     "bert", "roberta", "xlm-roberta", "camembert", "distilbert", "mpnet", "electra", "deberta", "deberta-v2",
-    "albert", "modernbert",
+    "modernbert",
 )  # fmt: skip
 PEFTS = ("none", "lora")
 REPORTERS = ("none", "dvclive", "mlflow", "tensorboard", "wandb", "comet_ml", "clearml", "neptune", "trackio")
