@@ -13,7 +13,7 @@ from tests.conftest import TINY_TRAIN, build_tiny_model, make_repo, run, write_m
 from tests.test_params import defaults
 from textclf.errors import InputError
 from textclf.heads import MeanPooledBertForSequenceClassification, classifier_class
-from textclf.model import encoder_layers, load_model
+from textclf.model import encoder_layers, load_model, weight_places
 from textclf.params import parse_params
 
 
@@ -111,6 +111,11 @@ def test_the_mean_head_on_each_encoder_family_pools_freezes_and_reloads(tmp_path
     layers = encoder_layers(encoder)
     assert not any(w.requires_grad for w in layers[0].parameters())
     assert all(w.requires_grad for w in layers[1].parameters())
+    # Nothing below the trained layer trains (MPNet's relative attention bias and DeBERTa's relative
+    # embeddings feed every layer: they trained, so the "frozen" layer's output changed).
+    places = weight_places(encoder)
+    below = [n for n, w in encoder.named_parameters() if w.requires_grad and places[n] not in (1, "above")]
+    assert below == [], below
     model.save_pretrained(tmp_path / "trained")
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "trained").eval()
     assert type(reloaded) is type(model) and reloaded.config.id2label == {0: "neg", 1: "pos"}
@@ -172,6 +177,9 @@ def test_layer_lr_decay_follows_each_familys_own_stack(tmp_path):
     scales = lr_scales(modern, head=10.0, decay=0.5)
     assert scales["model.final_norm.weight"] == 1.0 and scales["model.embeddings.tok_embeddings.weight"] == 0.25
     assert scales["model.layers.0.attn.Wqkv.weight"] == 0.5 and scales["classifier.weight"] == 10.0
+    mpnet = load_model(p, ["neg", "pos"], pretrained=build_family_model(tmp_path / "mpnet", "mpnet"))
+    scales = lr_scales(mpnet, head=10.0, decay=0.5)  # its relative attention bias feeds every layer
+    assert scales["mpnet.encoder.relative_attention_bias.weight"] == 0.25
 
 
 def test_a_trained_mean_model_continues_with_the_head_asked_for_and_pickles(tmp_path):

@@ -108,10 +108,12 @@ def run_in_process(stage: str, argv: list[str]) -> int:
     logging.getLogger("torch.distributed.elastic.agent.server.api").addFilter(DropRecords("death signal"))
     module, options = argv[2], argv[3:]
     # torch's elastic agent logs into a fresh tempfile.mkdtemp("torchelastic_") per run and never removes
-    # it: give this process's tempfile a folder of its own, removed when the run ends (a --log-dir the
-    # user passes is theirs and kept).
-    scratch = tempfile.TemporaryDirectory(prefix="textclf-launch-")
-    tempfile.tempdir = scratch.name
+    # it: give this process's tempfile a folder of its own, removed when the run ends. Not where the
+    # ranks' output is redirected or teed into files there (the user asked to keep them); a --log-dir
+    # the user passes is theirs and kept either way.
+    logged = any(o.split("=")[0] in ("--redirects", "-r", "--tee", "-t") for o in options)
+    scratch = tempfile.TemporaryDirectory(prefix="textclf-launch-") if not logged else None
+    tempfile.tempdir = scratch.name if scratch else None
     try:
         if module == "torch.distributed.run":
             from torch.distributed.run import parse_args, run
@@ -135,7 +137,8 @@ def run_in_process(stage: str, argv: list[str]) -> int:
         return exit_code(stage, 0, e.returncode)
     finally:
         tempfile.tempdir = None
-        scratch.cleanup()
+        if scratch:
+            scratch.cleanup()
     return 0
 
 

@@ -162,22 +162,54 @@ def save_adapter(model: torch.nn.Module, folder: Path, base: str) -> None:
     (folder / "README.md").write_text(ADAPTER_README.format(base=base))
 
 
+LAYER_STACKS = ("encoder.layer", "transformer.layer", "layers", "h")  # where the common families keep them
+
+
 def encoder_layers(base_model: torch.nn.Module) -> torch.nn.ModuleList | None:
     """The encoder's stack of layers, bottom first (BERT, RoBERTa, MPNet: encoder.layer; DistilBERT:
     transformer.layer; ModernBERT, Llama: layers; GPT-2: h); None for an architecture that keeps them
     elsewhere."""
-    for path in ("encoder.layer", "transformer.layer", "layers", "h"):
+    found = stack_of(base_model)
+    return found[1] if found else None
+
+
+def stack_of(base_model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList] | None:
+    for path in LAYER_STACKS:
         found = base_model
         for name in path.split("."):
             found = getattr(found, name, None)
         if isinstance(found, torch.nn.ModuleList):
-            return found
+            return path, found
     return None
 
 
+def weight_places(base_model: torch.nn.Module) -> dict[str, int | str]:
+    """Where each weight of the base model acts: its layer's index in the stack; "below" for what feeds
+    every layer (the embeddings, and what the stack's container shares among its layers: MPNet's relative
+    attention bias, DeBERTa's relative embeddings); "above" for what comes after the last layer (a final
+    norm: ModernBERT's, GPT-2's; BERT's pooler). Outside the container, the order the model registers its
+    weights in tells below from above: it is the order its forward runs them."""
+    found = stack_of(base_model)
+    path, stack = found if found else ("", [])
+    container = path.rpartition(".")[0]
+    layer_of = {id(w): i for i, layer in enumerate(stack) for w in layer.parameters()}
+    places: dict[str, int | str] = {}
+    above = False
+    for name, weight in base_model.named_parameters():
+        if id(weight) in layer_of:
+            places[name] = layer_of[id(weight)]
+            above = True
+        elif container and name.startswith(f"{container}."):
+            places[name] = "below"
+        else:
+            places[name] = "above" if above else "below"
+    return places
+
+
 def freeze_bottom_layers(model: torch.nn.Module, n: int, freeze_embeddings: bool) -> None:
-    """Freeze the n lowest encoder layers. With the embeddings frozen too, nothing below layer n needs
-    a gradient, so the backward pass stops there: the saving grows with n."""
+    """Freeze the n lowest encoder layers. With the embeddings (and whatever else feeds every layer)
+    frozen too, nothing below layer n needs a gradient, so the backward pass stops there: the saving
+    grows with n."""
     layers = encoder_layers(model.base_model)
     if layers is None:
         raise InputError(f"freeze_layers: {type(model).__name__} has no list of encoder layers found; set it to 0.")
@@ -185,8 +217,11 @@ def freeze_bottom_layers(model: torch.nn.Module, n: int, freeze_embeddings: bool
         raise freeze_layers_refused(n, len(layers))
     for layer in layers[:n]:
         layer.requires_grad_(False)
-    if freeze_embeddings and hasattr(model.base_model, "embeddings"):
-        model.base_model.embeddings.requires_grad_(False)  # positions and token types too
+    if freeze_embeddings:  # positions and token types too
+        places = weight_places(model.base_model)
+        for name, weight in model.base_model.named_parameters():
+            if places[name] == "below":
+                weight.requires_grad_(False)
 
 
 def param_groups(model: torch.nn.Module, p: Params) -> list[dict]:
@@ -216,21 +251,20 @@ def param_groups(model: torch.nn.Module, p: Params) -> list[dict]:
 
 def lr_scales(model: torch.nn.Module, head: float, decay: float) -> dict[str, float]:
     """Each weight's lr multiplier: the new head (outside the base model, or BERT's pooler) `head`; layer
-    i of the encoder's n `decay`^(n-1-i); what the base model holds below its layers (the embeddings)
-    `decay`^n, and above them (a final norm, ModernBERT's) as its top layer. Below and above are told
-    apart by the order the model registers its weights in, which is the order its forward runs them."""
+    i of the encoder's n `decay`^(n-1-i); what feeds every layer (the embeddings) `decay`^n; what comes
+    after the last layer (a final norm) as the top layer (see weight_places)."""
     prefix = getattr(model, "base_model_prefix", "")
-    stack = encoder_layers(model.base_model) or []
-    layer_of = {id(w): i for i, layer in enumerate(stack) for w in layer.parameters()}
-    scales, above = {}, False
-    for name, weight in model.named_parameters():
-        if not name.startswith(f"{prefix}.") or ".pooler." in name:
+    places = weight_places(model.base_model)
+    layers = len(encoder_layers(model.base_model) or [])
+    scales = {}
+    for name, _ in model.named_parameters():
+        place = places.get(name.removeprefix(f"{prefix}.")) if name.startswith(f"{prefix}.") else None
+        if place is None or ".pooler." in name:
             scales[name] = head
-        elif id(weight) in layer_of:
-            scales[name] = decay ** (len(stack) - 1 - layer_of[id(weight)])
-            above = True
+        elif place == "below":
+            scales[name] = decay**layers
         else:
-            scales[name] = 1.0 if above else decay ** len(stack)
+            scales[name] = 1.0 if place == "above" else decay ** (layers - 1 - place)
     return scales
 
 
