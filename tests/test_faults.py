@@ -282,8 +282,11 @@ def test_training_stops_with_a_checkpoint_when_dvc_dies(tmp_path, tiny_model, la
     params = {"dataset": str(data), "model": str(tiny_model), **TINY_TRAIN, "epochs": 40, "launcher": launcher}
     repo = make_repo(tmp_path / "repo", params)  # 800 steps: an orphan would train for minutes
     run(["dvc", "repro", "tokenize"], repo)
+    tmp = tmp_path / "tmp"  # a launcher killed by SIGKILL leaves its temporary folder: here, not in /tmp
+    tmp.mkdir()
+    env = tool_env() | {"SHELL": shell, "TMPDIR": str(tmp)}
     dvc = subprocess.Popen(
-        ["dvc", "repro", "train"], cwd=repo, env=tool_env() | {"SHELL": shell}, stdout=subprocess.PIPE,
+        ["dvc", "repro", "train"], cwd=repo, env=env, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
