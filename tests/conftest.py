@@ -71,26 +71,41 @@ def mrpc_dir(tmp_path: Path) -> Path:
     return write_mrpc(tmp_path / "mrpc")
 
 
-def build_tiny_model(folder: Path) -> Path:
-    """A randomly initialised 2-layer BERT with the default model's tokenizer, saved as safetensors: the
-    same weights in every session (seeded), so a run's curves are the same from one test session to the
-    next."""
+SMALL = {"num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+TINY_FAMILIES = {  # model_type: its config's size settings for a tiny random model
+    "bert": {"hidden_size": 32, **SMALL, "max_position_embeddings": 128},
+    "roberta": {"hidden_size": 32, **SMALL, "max_position_embeddings": 130, "pad_token_id": 0},
+    "distilbert": {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64, "max_position_embeddings": 130},
+    "mpnet": {"hidden_size": 32, **SMALL, "max_position_embeddings": 130, "pad_token_id": 0},
+    "electra": {"hidden_size": 32, "embedding_size": 32, **SMALL, "max_position_embeddings": 130},
+    "deberta-v2": {"hidden_size": 32, **SMALL, "max_position_embeddings": 130},
+    "modernbert": {
+        "hidden_size": 32, **SMALL, "max_position_embeddings": 130, "pad_token_id": 0, "bos_token_id": 101,
+        "eos_token_id": 102, "cls_token_id": 101, "sep_token_id": 102,
+    },
+}  # fmt: skip
+
+
+def build_tiny_model(folder: Path, model_type: str = "bert") -> Path:
+    """A randomly initialised 2-layer encoder of this family (BERT by default) with the default model's
+    (BERT) tokenizer, saved as safetensors: the same weights in every session (seeded), so a run's curves
+    are the same from one test session to the next. The tokenizer's ids fit every family's vocabulary,
+    which is all the tests ask of it; for a family without token types it leaves them out, as that
+    family's own tokenizers do."""
+    import inspect
+
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import CONFIG_MAPPING, MODEL_MAPPING, AutoTokenizer
 
     from textclf.pretrained import model_source
 
     tokenizer = AutoTokenizer.from_pretrained(model_source("sentence-transformers/all-MiniLM-L6-v2"))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
+    config = CONFIG_MAPPING[model_type](vocab_size=tokenizer.vocab_size, **TINY_FAMILIES[model_type])
     torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
+    encoder = MODEL_MAPPING[type(config)](config)
+    encoder.save_pretrained(folder)
+    if "token_type_ids" not in inspect.signature(encoder.forward).parameters:
+        tokenizer.model_input_names = ["input_ids", "attention_mask"]
     tokenizer.save_pretrained(folder)
     return folder
 

@@ -1,6 +1,5 @@
 """pooling: mean: the head reads the mean of the token vectors, and the saved model reloads with it."""
 
-import inspect
 import json
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification
 
-from tests.conftest import TINY_TRAIN, build_tiny_model, make_repo, run, write_mrpc
+from tests.conftest import TINY_FAMILIES, TINY_TRAIN, build_tiny_model, make_repo, run, write_mrpc
 from tests.test_params import defaults
 from textclf.errors import InputError
 from textclf.heads import MeanPooledBertForSequenceClassification, classifier_class
@@ -55,45 +54,12 @@ def test_mean_pooling_is_refused_for_other_architectures():
         classifier_class("mean", "gpt2")
 
 
-SMALL = {"num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 130}
-FAMILIES = {  # model_type: its config's size settings for a tiny random model
-    "bert": {"hidden_size": 32, **SMALL},
-    "roberta": {"hidden_size": 32, **SMALL, "pad_token_id": 0},
-    "distilbert": {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64, "max_position_embeddings": 130},
-    "mpnet": {"hidden_size": 32, **SMALL, "pad_token_id": 0},
-    "electra": {"hidden_size": 32, "embedding_size": 32, **SMALL},
-    "deberta-v2": {"hidden_size": 32, **SMALL},
-    "modernbert": {
-        "hidden_size": 32, **SMALL, "pad_token_id": 0, "bos_token_id": 101, "eos_token_id": 102, "cls_token_id": 101,
-        "sep_token_id": 102,
-    },
-}  # fmt: skip
-
-
-def build_family_model(folder, model_type: str):
-    """A tiny random checkpoint of this encoder family, saved as its base model, with the default model's
-    (BERT) tokenizer: its ids fit the vocabulary, which is all these tests ask of it."""
-    from transformers import CONFIG_MAPPING, MODEL_MAPPING, AutoTokenizer
-
-    from textclf.pretrained import model_source
-
-    tokenizer = AutoTokenizer.from_pretrained(model_source("sentence-transformers/all-MiniLM-L6-v2"))
-    config = CONFIG_MAPPING[model_type](vocab_size=tokenizer.vocab_size, **FAMILIES[model_type])
-    torch.manual_seed(0)
-    encoder = MODEL_MAPPING[type(config)](config)
-    encoder.save_pretrained(folder)
-    if "token_type_ids" not in inspect.signature(encoder.forward).parameters:
-        tokenizer.model_input_names = ["input_ids", "attention_mask"]  # as the family's own tokenizers
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.mark.parametrize("model_type", list(FAMILIES))
+@pytest.mark.parametrize("model_type", list(TINY_FAMILIES))
 def test_the_mean_head_on_each_encoder_family_pools_freezes_and_reloads(tmp_path, model_type):
     """all-mpnet-base-v2, the most used sentence-embedding checkpoint, is an MPNet: `pooling: mean` (the
     default) refused it and every family but BERT. Now each family gets the head on its own base model,
     with its pretrained weights, its bottom layers frozen, and a model_type that reloads it."""
-    checkpoint = build_family_model(tmp_path / model_type, model_type)
+    checkpoint = build_tiny_model(tmp_path / model_type, model_type)
     p = parse_params(defaults() | {"pooling": "mean", "freeze_layers": 1})
     torch.manual_seed(0)
     model = load_model(p, ["neg", "pos"], pretrained=checkpoint).eval()
@@ -126,7 +92,7 @@ def test_the_mean_head_on_each_encoder_family_pools_freezes_and_reloads(tmp_path
 def test_a_mean_pooled_model_of_another_family_reloads_in_a_fresh_process(tmp_path):
     """The families' classes are built when first needed; `import textclf.heads` alone must make the
     saved model loadable, as the model card tells users."""
-    checkpoint = build_family_model(tmp_path / "mpnet", "mpnet")
+    checkpoint = build_tiny_model(tmp_path / "mpnet", "mpnet")
     p = parse_params(defaults() | {"pooling": "mean", "freeze_layers": 0})
     load_model(p, ["neg", "pos"], pretrained=checkpoint).save_pretrained(tmp_path / "trained")
     code = (
@@ -141,7 +107,7 @@ def test_a_mean_pooled_model_of_another_family_reloads_in_a_fresh_process(tmp_pa
 def test_a_pipeline_on_an_mpnet_trains_evaluates_predicts_and_exports(tmp_path):
     """The whole pipeline, by DVC, on a (tiny, random) MPNet with the default `pooling: mean`: no token
     types, no frozen-layer cache (BERT's only), then predict with the saved model and its ONNX export."""
-    checkpoint = build_family_model(tmp_path / "mpnet", "mpnet")
+    checkpoint = build_tiny_model(tmp_path / "mpnet", "mpnet")
     data = write_mrpc(tmp_path / "mrpc", n_train=64)
     repo = make_repo(tmp_path / "repo", {"dataset": str(data), "model": str(checkpoint), **TINY_TRAIN})
     out = run(["dvc", "repro"], repo)
@@ -173,11 +139,11 @@ def test_layer_lr_decay_follows_each_familys_own_stack(tmp_path):
     assert scales["transformer.wte.weight"] == 0.25 and scales["transformer.ln_f.weight"] == 1.0
     assert scales["score.weight"] == 10.0
     p = parse_params(defaults() | {"pooling": "mean", "freeze_layers": 0})
-    modern = load_model(p, ["neg", "pos"], pretrained=build_family_model(tmp_path / "modernbert", "modernbert"))
+    modern = load_model(p, ["neg", "pos"], pretrained=build_tiny_model(tmp_path / "modernbert", "modernbert"))
     scales = lr_scales(modern, head=10.0, decay=0.5)
     assert scales["model.final_norm.weight"] == 1.0 and scales["model.embeddings.tok_embeddings.weight"] == 0.25
     assert scales["model.layers.0.attn.Wqkv.weight"] == 0.5 and scales["classifier.weight"] == 10.0
-    mpnet = load_model(p, ["neg", "pos"], pretrained=build_family_model(tmp_path / "mpnet", "mpnet"))
+    mpnet = load_model(p, ["neg", "pos"], pretrained=build_tiny_model(tmp_path / "mpnet", "mpnet"))
     scales = lr_scales(mpnet, head=10.0, decay=0.5)  # its relative attention bias feeds every layer
     assert scales["mpnet.encoder.relative_attention_bias.weight"] == 0.25
 
@@ -191,7 +157,7 @@ def test_a_trained_mean_model_continues_with_the_head_asked_for_and_pickles(tmp_
 
     trained = tmp_path / "trained"
     mean = parse_params(defaults() | {"pooling": "mean", "freeze_layers": 0})
-    model = load_model(mean, ["neg", "pos"], pretrained=build_family_model(tmp_path / "mpnet", "mpnet"))
+    model = load_model(mean, ["neg", "pos"], pretrained=build_tiny_model(tmp_path / "mpnet", "mpnet"))
     model.save_pretrained(trained)
     again = pickle.loads(pickle.dumps(model))
     assert type(again) is type(model) and type(again.config) is type(model.config)
@@ -210,7 +176,7 @@ def test_export_leaves_the_model_in_evaluation_mode(tmp_path):
 
     from textclf.export import export_onnx
 
-    checkpoint = build_family_model(tmp_path / "roberta", "roberta")
+    checkpoint = build_tiny_model(tmp_path / "roberta", "roberta")
     p = parse_params(defaults() | {"pooling": "mean", "freeze_layers": 0, "dropout": 0.1})
     model = load_model(p, ["neg", "pos"], pretrained=checkpoint).eval()
     export_onnx(model, AutoTokenizer.from_pretrained(checkpoint), tmp_path / "model.onnx")
