@@ -24,8 +24,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
 
 from textclf.params import MEAN_POOLED_BASES, check_pooling
-
-PREFIX = "textclf_"  # a mean-pooled model's model_type: this + its encoder's
+from textclf.params import MEAN_POOLED_PREFIX as PREFIX
 
 
 class MeanPooled:

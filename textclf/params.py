@@ -36,6 +36,7 @@ POOLINGS = ("cls", "mean")
 # The encoders (config model_type) `pooling: mean` builds its head on (textclf.heads): each returns the
 # token vectors of its last layer, and transformers has a base model class for it.
 # (ALBERT is not: its layers share one set of weights, so there are no bottom layers to freeze.)
+MEAN_POOLED_PREFIX = "textclf_"  # a mean-pooled model's model_type: this + its encoder's (textclf_bert)
 MEAN_POOLED_BASES = (
     "bert", "roberta", "xlm-roberta", "camembert", "distilbert", "mpnet", "electra", "deberta", "deberta-v2",
     "modernbert",
@@ -334,7 +335,7 @@ def max_length_refused(max_length: int, limit: int) -> ParamsError:
 def check_pooling(pooling: str, model_type: str) -> None:
     """pooling: mean needs an encoder family textclf.heads builds the mean-pooled head on (checked before
     work for a local model, and again by the train stage)."""
-    if pooling != "mean" or model_type.removeprefix("textclf_") in MEAN_POOLED_BASES:
+    if pooling != "mean" or model_type.removeprefix(MEAN_POOLED_PREFIX) in MEAN_POOLED_BASES:
         return
     raise refused(
         f"pooling: mean is built for these encoders: {', '.join(MEAN_POOLED_BASES)}; this checkpoint is a "
